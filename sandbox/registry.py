@@ -1,0 +1,86 @@
+"""What each synthetic meeting's speakers were scripted to say, and when.
+
+The synthetic meeting generator writes one JSON document per meeting into a directory; the fake
+Symbl reads them to play a perfect recogniser: given the conversation name (the meeting topic the
+submitter sends), a speaker name and a time span in the submitted file, it returns the scripted
+sentence. Times are seconds from the timeline origin, which is the earliest participant
+`recording_start` of the meeting (t=0 of the merged file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ScriptLine:
+    speaker: str
+    text: str
+    start: float  # seconds from the timeline origin
+    end: float
+
+
+@dataclass
+class ScriptedMeeting:
+    uuid: str
+    topic: str
+    speakers: list[str]
+    lines: list[ScriptLine] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScriptedMeeting:
+        raw = json.loads(text)
+        return cls(
+            uuid=raw["uuid"],
+            topic=raw["topic"],
+            speakers=list(raw["speakers"]),
+            lines=[ScriptLine(**line) for line in raw["lines"]],
+        )
+
+
+class MeetingRegistry:
+    """A directory of scripted meetings shared by the generator and the fake Symbl."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _path(self, topic: str) -> Path:
+        return self.directory / (hashlib.sha256(topic.encode()).hexdigest()[:32] + ".json")
+
+    def register(self, meeting: ScriptedMeeting) -> None:
+        path = self._path(meeting.topic)
+        tmp = path.with_suffix(".tmp")
+        with self._lock:
+            tmp.write_text(meeting.to_json(), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def get(self, topic: str) -> ScriptedMeeting | None:
+        path = self._path(topic)
+        if not path.exists():
+            return None
+        return ScriptedMeeting.from_json(path.read_text(encoding="utf-8"))
+
+    def line_at(self, topic: str, speaker: str, start: float, end: float) -> ScriptLine | None:
+        """The scripted line of `speaker` that overlaps [start, end] most, or None."""
+        meeting = self.get(topic)
+        if meeting is None:
+            return None
+        best: ScriptLine | None = None
+        best_overlap = 0.0
+        for line in meeting.lines:
+            if line.speaker != speaker:
+                continue
+            overlap = min(end, line.end) - max(start, line.start)
+            if overlap > best_overlap:
+                best, best_overlap = line, overlap
+        return best
