@@ -1,0 +1,79 @@
+# Zoom → Symbl meeting insights. `make help` lists the targets.
+# `make demo` and `make test` set everything up themselves on a fresh Debian machine.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_STAMP := $(VENV)/.installed
+SYS_STAMP := .cache/system-packages.stamp
+DEBIAN_PACKAGES := ffmpeg espeak-ng
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
+
+$(SYS_STAMP):
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(dir $@) && touch $@
+
+$(PIP_STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[webhook,merger,notifier,sandbox,dev]'
+	@touch $@
+
+.PHONY: setup
+setup: $(SYS_STAMP) $(PIP_STAMP) ## Install Debian packages (apt-get) and Python packages (.venv)
+
+.PHONY: test
+test: setup ## Run every test tier (unit, integration, e2e)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: setup ## Unit tier only (no network)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: setup ## Integration tier (moto server, real ffmpeg, fakes on loopback)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: setup ## ruff, ruff format --check, mypy on services/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: format
+format: setup ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: demo
+demo: setup ## A synthetic meeting through the pipeline on the local stack
+	$(PY) -m sandbox.demo $(DEMO_ARGS)
+
+.PHONY: bench
+bench: setup ## Benchmarks: ratios against a baseline measured in the same run
+	$(PY) bench/webhook.py
+
+.PHONY: constraints
+constraints: ## Re-pin constraints.txt from the current .venv
+	@{ echo "# Pinned versions of every package the dependency groups install (pip install -c constraints.txt ...)."; \
+	   echo "# Versions only: no hashes or download addresses. Regenerate with 'make constraints'."; \
+	   $(PY) -m pip freeze --exclude-editable | grep -vi '^zoom-symbl-insights' | sort -f; } > constraints.txt
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and test artefacts
+	rm -rf $(VENV) .cache .artifacts .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,151 @@
+"""The AWS resources of one deployment, created with the same names and shapes the Terraform
+declares (a test holds the two together), on moto's server, LocalStack or a scratch account."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from services.core import aws
+from services.core.recordings import STATE_INDEX, SYMBL_JOB_INDEX, TTL_ATTRIBUTE
+
+# Receive count after which a message moves to its queue's DLQ.
+MAX_RECEIVE_COUNT = 5
+
+# Visibility timeouts are at least six times the consumer's function timeout (AWS's advice for
+# Lambda event sources); the Terraform sets the same numbers from the function timeouts.
+QUEUE_VISIBILITY_SECONDS = {"merge": 5400, "submit": 360, "notify": 720}
+
+RECORDINGS_TABLE_SCHEMA: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "meeting_uuid", "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "meeting_uuid", "AttributeType": "S"},
+        {"AttributeName": "state", "AttributeType": "S"},
+        {"AttributeName": "state_since", "AttributeType": "S"},
+        {"AttributeName": "symbl_job_id", "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": STATE_INDEX,
+            "KeySchema": [
+                {"AttributeName": "state", "KeyType": "HASH"},
+                {"AttributeName": "state_since", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+        {
+            "IndexName": SYMBL_JOB_INDEX,
+            "KeySchema": [{"AttributeName": "symbl_job_id", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """Resource names of a deployment called `prefix` (the Terraform's `name_prefix`)."""
+
+    prefix: str
+
+    @property
+    def recordings_table(self) -> str:
+        return f"{self.prefix}-recordings"
+
+    @property
+    def media_bucket(self) -> str:
+        return f"{self.prefix}-media"
+
+    def queue(self, stage: str) -> str:
+        return f"{self.prefix}-{stage}"
+
+    def dlq(self, stage: str) -> str:
+        return f"{self.prefix}-{stage}-dlq"
+
+    def secret(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+
+STAGES = ("merge", "submit", "notify")
+SECRET_NAMES = ("zoom-webhook-secret-token",)
+
+
+@dataclass(frozen=True)
+class ProvisionedStack:
+    names: StackNames
+    queue_urls: dict[str, str]
+    dlq_urls: dict[str, str]
+    secret_arns: dict[str, str]
+
+    def service_environment(self) -> dict[str, str]:
+        """The environment variables the services read, as the Terraform sets them."""
+        return {
+            "RECORDINGS_TABLE": self.names.recordings_table,
+            "MEDIA_BUCKET": self.names.media_bucket,
+            "MERGE_QUEUE_URL": self.queue_urls["merge"],
+            "SUBMIT_QUEUE_URL": self.queue_urls["submit"],
+            "NOTIFY_QUEUE_URL": self.queue_urls["notify"],
+            "ZOOM_WEBHOOK_SECRET_ARN": self.secret_arns["zoom-webhook-secret-token"],
+        }
+
+
+def provision(names: StackNames, secret_values: dict[str, str]) -> ProvisionedStack:
+    """Create (or find) every resource; idempotent so a kept stack can be reused."""
+    dynamodb = aws.client("dynamodb")
+    existing = dynamodb.list_tables()["TableNames"]
+    if names.recordings_table not in existing:
+        dynamodb.create_table(TableName=names.recordings_table, **RECORDINGS_TABLE_SCHEMA)
+        dynamodb.get_waiter("table_exists").wait(TableName=names.recordings_table)
+        dynamodb.update_time_to_live(
+            TableName=names.recordings_table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+
+    s3 = aws.client("s3")
+    buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if names.media_bucket not in buckets:
+        region = s3.meta.region_name
+        kwargs: dict[str, Any] = {"Bucket": names.media_bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**kwargs)
+
+    sqs = aws.client("sqs")
+    queue_urls: dict[str, str] = {}
+    dlq_urls: dict[str, str] = {}
+    for stage in STAGES:
+        dlq_url = sqs.create_queue(
+            QueueName=names.dlq(stage),
+            Attributes={
+                "MessageRetentionPeriod": str(14 * 24 * 3600),
+                "SqsManagedSseEnabled": "true",
+            },
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        queue_urls[stage] = sqs.create_queue(
+            QueueName=names.queue(stage),
+            Attributes={
+                "VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS[stage]),
+                "MessageRetentionPeriod": str(4 * 24 * 3600),
+                "SqsManagedSseEnabled": "true",
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                ),
+            },
+        )["QueueUrl"]
+        dlq_urls[stage] = dlq_url
+
+    secrets = aws.client("secretsmanager")
+    secret_arns: dict[str, str] = {}
+    for key in SECRET_NAMES:
+        name = names.secret(key)
+        value = secret_values[key]
+        try:
+            secret_arns[key] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
+        except secrets.exceptions.ResourceExistsException:
+            secret_arns[key] = secrets.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+    return ProvisionedStack(names, queue_urls, dlq_urls, secret_arns)

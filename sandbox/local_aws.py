@@ -1,0 +1,78 @@
+"""AWS on one machine: moto's server on a free loopback port, or an endpoint you already run.
+
+`LocalAws` points boto3 at the endpoint through the standard variables (`AWS_ENDPOINT_URL`, fake
+credentials, a region), so the services' own code runs unchanged. With `AWS_ENDPOINT_URL` already
+set (LocalStack, say), it uses that endpoint and starts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from types import TracebackType
+
+from services.core import aws
+
+DEFAULT_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalAws:
+    def __init__(self, endpoint_url: str | None = None, region: str = DEFAULT_REGION) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._server: object | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def start(self) -> LocalAws:
+        if self.endpoint_url is None:
+            from moto.server import ThreadedMotoServer
+
+            port = free_port()
+            # moto's server logs every request through werkzeug; keep only problems.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            server.start()
+            self._server = server
+            self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.env = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+        for key, value in self.env.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        aws.reset_clients()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        aws.reset_clients()
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
