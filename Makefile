@@ -50,10 +50,11 @@ test-integration: setup ## Integration tier (moto server, real ffmpeg, fakes on 
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: setup ## ruff, ruff format --check, mypy on services/
+lint: setup ## ruff, ruff format --check, mypy on services/, then checkov, terraform fmt, hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/lint-infra.sh
 
 .PHONY: format
 format: setup ## Apply ruff's fixes and formatting
@@ -66,7 +67,7 @@ demo: setup ## A synthetic meeting through the pipeline on the local stack
 
 .PHONY: bench
 bench: setup ## Benchmarks: ratios against a baseline measured in the same run
-	$(PY) bench/webhook.py
+	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
 
 .PHONY: constraints
 constraints: ## Re-pin constraints.txt from the current .venv

@@ -37,6 +37,14 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "500"))
 WARMUP = 30
 
 
+def bench_secrets() -> dict[str, str]:
+    from dataclasses import replace
+
+    from sandbox.credentials import SandboxCredentials
+
+    return replace(SandboxCredentials(), zoom_webhook_secret=SECRET).secret_values()
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -102,7 +110,7 @@ def cold_start() -> dict[str, float]:
 
     event = json.dumps(event_for(10_000_000))
     with LocalAws() as local:
-        stack = provision(StackNames("cold"), {"zoom-webhook-secret-token": SECRET})
+        stack = provision(StackNames("cold"), bench_secrets())
         env = {**os.environ, **local.env, **stack.service_environment(), "PYTHONPATH": str(ROOT)}
         return _run_cold(event, env)
 
@@ -137,18 +145,14 @@ def main() -> int:
     with mock_aws():
         from sandbox.aws_resources import StackNames, provision
         from services.core import aws
-        from services.core.settings import WebhookSettings
+        from services.core.settings import WebhookSettings, settings_from
         from services.webhook.app import build_deps
         from services.webhook.handler import build_handler
 
         aws.reset_clients()
-        stack = provision(StackNames("bench"), {"zoom-webhook-secret-token": SECRET})
+        stack = provision(StackNames("bench"), bench_secrets())
         env = stack.service_environment()
-        settings = WebhookSettings(
-            recordings_table=env["RECORDINGS_TABLE"],
-            merge_queue_url=env["MERGE_QUEUE_URL"],
-            zoom_webhook_secret_arn=env["ZOOM_WEBHOOK_SECRET_ARN"],
-        )
+        settings = settings_from(WebhookSettings, env)
         handler = build_handler(build_deps(settings))
         events = {i: event_for(i) for i in range(-WARMUP, REQUESTS)}
         intake = measure(lambda i: handler(events[i], context))

@@ -44,6 +44,13 @@ RECORDINGS_TABLE_SCHEMA: dict[str, Any] = {
 }
 
 
+SLOTS_TABLE_SCHEMA: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
 @dataclass(frozen=True)
 class StackNames:
     """Resource names of a deployment called `prefix` (the Terraform's `name_prefix`)."""
@@ -53,6 +60,10 @@ class StackNames:
     @property
     def recordings_table(self) -> str:
         return f"{self.prefix}-recordings"
+
+    @property
+    def slots_table(self) -> str:
+        return f"{self.prefix}-slots"
 
     @property
     def media_bucket(self) -> str:
@@ -67,9 +78,19 @@ class StackNames:
     def secret(self, name: str) -> str:
         return f"{self.prefix}/{name}"
 
+    def function(self, service: str) -> str:
+        return f"{self.prefix}-{service}"
+
 
 STAGES = ("merge", "submit", "notify")
-SECRET_NAMES = ("zoom-webhook-secret-token",)
+# Secret values: the Zoom webhook token and the link-signing key are plain strings; Zoom's S2S
+# credentials are {"account_id", "client_id", "client_secret"}; Symbl's {"app_id", "app_secret"}.
+SECRET_NAMES = (
+    "zoom-webhook-secret-token",
+    "zoom-s2s-credentials",
+    "symbl-credentials",
+    "link-signing-key",
+)
 
 
 @dataclass(frozen=True)
@@ -83,11 +104,16 @@ class ProvisionedStack:
         """The environment variables the services read, as the Terraform sets them."""
         return {
             "RECORDINGS_TABLE": self.names.recordings_table,
+            "SLOTS_TABLE": self.names.slots_table,
             "MEDIA_BUCKET": self.names.media_bucket,
             "MERGE_QUEUE_URL": self.queue_urls["merge"],
             "SUBMIT_QUEUE_URL": self.queue_urls["submit"],
             "NOTIFY_QUEUE_URL": self.queue_urls["notify"],
+            "PUMP_FUNCTION_NAME": self.names.function("pump"),
             "ZOOM_WEBHOOK_SECRET_ARN": self.secret_arns["zoom-webhook-secret-token"],
+            "ZOOM_S2S_SECRET_ARN": self.secret_arns["zoom-s2s-credentials"],
+            "SYMBL_CREDENTIALS_SECRET_ARN": self.secret_arns["symbl-credentials"],
+            "LINK_SIGNING_KEY_SECRET_ARN": self.secret_arns["link-signing-key"],
         }
 
 
@@ -102,6 +128,10 @@ def provision(names: StackNames, secret_values: dict[str, str]) -> ProvisionedSt
             TableName=names.recordings_table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
         )
+
+    if names.slots_table not in existing:
+        dynamodb.create_table(TableName=names.slots_table, **SLOTS_TABLE_SCHEMA)
+        dynamodb.get_waiter("table_exists").wait(TableName=names.slots_table)
 
     s3 = aws.client("s3")
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -140,10 +170,12 @@ def provision(names: StackNames, secret_values: dict[str, str]) -> ProvisionedSt
         dlq_urls[stage] = dlq_url
 
     secrets = aws.client("secretsmanager")
-    secret_arns: dict[str, str] = {}
+    secret_arns: dict[str, str] = dict.fromkeys(SECRET_NAMES, "")
     for key in SECRET_NAMES:
         name = names.secret(key)
-        value = secret_values[key]
+        value = secret_values.get(key, "")
+        if not value:
+            continue
         try:
             secret_arns[key] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
         except secrets.exceptions.ResourceExistsException:

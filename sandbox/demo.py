@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.aws_resources import StackNames, provision
+from sandbox.credentials import SandboxCredentials
 from sandbox.http_server import LoopbackServer
 from sandbox.local_aws import LocalAws
 from sandbox.zoom_webhook_sender import ZoomWebhookSender
 from services.core import aws
 from services.core.observability import logger
 from services.core.recordings import RecordingStore, State
-from services.core.settings import WebhookSettings
+from services.core.settings import WebhookSettings, settings_from
 from services.webhook.app import build_deps, create_app
 
 
@@ -71,16 +72,13 @@ def demo_event(now: datetime) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    webhook_secret = secrets.token_urlsafe(24)
+    credentials = SandboxCredentials()
+    webhook_secret = credentials.zoom_webhook_secret
     with LocalAws() as local:
         print(f"AWS (moto server)      {local.endpoint_url}")
-        stack = provision(StackNames("demo"), {"zoom-webhook-secret-token": webhook_secret})
+        stack = provision(StackNames("demo"), credentials.secret_values())
         env = stack.service_environment()
-        settings = WebhookSettings(
-            recordings_table=env["RECORDINGS_TABLE"],
-            merge_queue_url=env["MERGE_QUEUE_URL"],
-            zoom_webhook_secret_arn=env["ZOOM_WEBHOOK_SECRET_ARN"],
-        )
+        settings = settings_from(WebhookSettings, env)
         with LoopbackServer(create_app(build_deps(settings))) as api:
             url = f"{api.url}/zoom/webhook"
             print(f"webhook (API Gateway)  {url}")

@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from types import TracebackType
+from typing import Any
 
+from sandbox.http_server import LoopbackServer
 from services.core import aws
 
 DEFAULT_REGION = "us-east-1"
@@ -23,24 +26,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serialized_moto_app() -> Any:
+    """moto's server app, one request at a time.
+
+    moto's DynamoDB backend is not thread-safe (an update deep-copies an item while another
+    thread may be changing it), whereas the real service is linearizable per item. Running
+    DynamoDB requests one at a time gives the services' concurrency tests the guarantees AWS
+    gives. Responses are materialised under the lock and written to the socket outside it.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def serialized(environ: dict[str, Any], start_response: Any) -> Any:
+        # Only DynamoDB needs it; SQS long polls must not hold everyone else up.
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return app(environ, start_response)
+        with lock:
+            result = app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+    return serialized
+
+
 class LocalAws:
     def __init__(self, endpoint_url: str | None = None, region: str = DEFAULT_REGION) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
-        self._server: object | None = None
+        self._server: LoopbackServer | None = None
         self._saved_env: dict[str, str | None] = {}
 
     def start(self) -> LocalAws:
         if self.endpoint_url is None:
-            from moto.server import ThreadedMotoServer
-
-            port = free_port()
             # moto's server logs every request through werkzeug; keep only problems.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            server.start()
+            server = LoopbackServer(serialized_moto_app()).start()
             self._server = server
-            self.endpoint_url = f"http://127.0.0.1:{port}"
+            self.endpoint_url = server.url
         self.env = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
@@ -56,7 +84,7 @@ class LocalAws:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()  # type: ignore[attr-defined]
+            self._server.stop()
             self._server = None
         for key, value in self._saved_env.items():
             if value is None:

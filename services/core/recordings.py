@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import aws
 from services.core.errors import NotFound, StateConflict
+from services.core.settings import CoreSettings
 
 STATE_INDEX = "by-state"
 SYMBL_JOB_INDEX = "by-symbl-job"
@@ -110,15 +111,24 @@ class Recording(_Item):
     participant_count: int | None = None
     history: list[Transition] = Field(default_factory=list)
     attempts: dict[str, int] = Field(default_factory=dict)
+    last_error: str | None = None
     failed_stage: str | None = None
     failure_reason: str | None = None
     skip_reason: str | None = None
     # Filled by later stages.
+    merge_mode: str | None = None  # "inline" (Lambda) or "task" (Fargate)
+    merge_task_arn: str | None = None
     merged_key: str | None = None
+    merged_seconds: float | None = None
+    merged_bytes: int | None = None
+    # A segment map: spans of the merged file → speakers. Today every span is a whole channel.
     channel_map: list[dict[str, Any]] = Field(default_factory=list)
     diarization: bool = False
     symbl_job_id: str | None = None
     symbl_conversation_id: str | None = None
+    callback_secret_digest: str | None = None
+    submit_claim: str | None = None
+    submitted_at: str | None = None
     insights_key: str | None = None
     email_message_id: str | None = None
 
@@ -170,6 +180,10 @@ class RecordingStore:
         self._retention = timedelta(days=retention_days)
         self._client = client
         self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> RecordingStore:
+        return cls(settings.recordings_table, retention_days=settings.record_retention_days)
 
     @property
     def client(self) -> Any:

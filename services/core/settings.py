@@ -6,6 +6,7 @@ A missing or malformed variable fails at start with a message that names it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, TypeVar
 
@@ -25,8 +26,17 @@ class CoreSettings(BaseSettings):
     log_level: str = "INFO"
 
 
-class WebhookSettings(CoreSettings):
-    """The HTTP entry: Zoom webhook intake."""
+class SymblSettings(BaseSettings):
+    """Where the speech-analytics API lives; the secret is `{"app_id", "app_secret"}`."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    symbl_api_base_url: str = "https://api.symbl.ai"
+    symbl_credentials_secret_arn: str = Field(min_length=1)
+
+
+class WebhookSettings(CoreSettings, SymblSettings):
+    """The HTTP entry: Zoom webhook intake and the Symbl job callback."""
 
     merge_queue_url: str = Field(min_length=1)
     zoom_webhook_secret_arn: str = Field(min_length=1)
@@ -35,6 +45,85 @@ class WebhookSettings(CoreSettings):
     zoom_webhook_max_age_seconds: int = Field(default=90 * 60, ge=1)
     zoom_webhook_max_future_skew_seconds: int = Field(default=5 * 60, ge=0)
     secret_cache_seconds: int = Field(default=300, ge=0)
+    # The Symbl callback moves finished jobs on: it frees slots, queues notifications and
+    # resubmissions, and nudges the pump.
+    slots_table: str = Field(min_length=3)
+    submit_queue_url: str = Field(min_length=1)
+    notify_queue_url: str = Field(min_length=1)
+    pump_function_name: str = Field(min_length=1)
+    symbl_job_attempts: int = Field(default=2, ge=1, le=5)
+
+
+class ZoomApiSettings(BaseSettings):
+    """Where Zoom's REST API and OAuth live, and the Server-to-Server OAuth credentials' secret.
+
+    The secret is a JSON object `{"account_id", "client_id", "client_secret"}`.
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    zoom_api_base_url: str = "https://api.zoom.us/v2"
+    zoom_oauth_url: str = "https://zoom.us/oauth/token"
+    zoom_s2s_secret_arn: str = Field(min_length=1)
+
+
+class MergerSettings(CoreSettings, ZoomApiSettings):
+    """Download participant audio and build the multichannel file (Lambda and Fargate task)."""
+
+    media_bucket: str = Field(min_length=3)
+    merge_queue_url: str = Field(min_length=1)
+    submit_queue_url: str = Field(min_length=1)
+    pump_function_name: str = Field(min_length=1)
+    max_receive_count: int = Field(default=5, ge=1, description="the merge queue's redrive limit")
+    # FLAC carries at most 8 channels; beyond, the quietest speakers share the last channel.
+    merge_max_channels: int = Field(default=8, ge=1, le=8)
+    merge_sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    # Merges inside the Lambda only below both limits; longer ones go to the Fargate task.
+    inline_merge_max_seconds: int = Field(default=2 * 3600, ge=0)
+    inline_merge_max_bytes: int = Field(default=2 * 1024**3, ge=0)
+    download_retry_budget_seconds: float = Field(default=300.0, gt=0)
+    ecs_cluster: str = ""
+    ecs_task_definition: str = ""
+    ecs_container_name: str = "merger"
+    ecs_subnets: str = ""  # comma-separated subnet ids
+    ecs_security_groups: str = ""  # comma-separated security group ids
+    work_dir: str = "/tmp"  # noqa: S108 - Lambda's and Fargate's scratch space
+
+
+class SubmitterSettings(CoreSettings, SymblSettings):
+    """The pump: Symbl submissions under the account's concurrent-job limit."""
+
+    slots_table: str = Field(min_length=3)
+    submit_queue_url: str = Field(min_length=1)
+    # A job can end before the pump has recorded it (its callback then finds nothing): the pump
+    # asks once after recording and settles the job itself, which needs these two.
+    notify_queue_url: str = Field(min_length=1)
+    pump_function_name: str = Field(min_length=1)
+    symbl_job_attempts: int = Field(default=2, ge=1, le=5)
+    media_bucket: str = Field(min_length=3)
+    symbl_concurrency_limit: int = Field(default=50, ge=1)
+    # Public base URL of the HTTP API; Symbl posts job status to <base>/symbl/callback/<secret>.
+    callback_base_url: str = Field(min_length=1)
+    # Symbl downloads the merged file from this presigned URL; long enough for a queued job.
+    presigned_url_seconds: int = Field(default=6 * 3600, ge=300, le=7 * 24 * 3600)
+    claim_lease_seconds: int = Field(default=120, ge=10)
+    job_lease_seconds: int = Field(default=2 * 3600, ge=60)
+    pump_max_seconds: float = Field(default=240.0, gt=0)
+    # Symbl takes at most 4 h of media per file.
+    max_media_seconds: int = Field(default=4 * 3600, ge=1)
+
+
+class ReconcilerSettings(SubmitterSettings):
+    """The scheduled repairer: lost callbacks, dead merges, stuck meetings."""
+
+    merge_queue_url: str = Field(min_length=1)
+    stage_attempts: int = Field(default=3, ge=1, le=10)
+    merge_stuck_seconds: int = Field(default=3 * 3600, ge=60)
+    received_stuck_seconds: int = Field(default=15 * 60, ge=60)
+    merged_stuck_seconds: int = Field(default=30 * 60, ge=60)
+    submitting_stuck_seconds: int = Field(default=10 * 60, ge=30)
+    transcribed_stuck_seconds: int = Field(default=30 * 60, ge=60)
+    ecs_cluster: str = ""  # to ask whether a long merge's task still runs
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -52,6 +141,11 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
         raise ConfigurationError(
             f"invalid configuration for {cls.__name__}: " + "; ".join(problems)
         ) from e
+
+
+def settings_from(cls: type[SettingsT], environment: Mapping[str, str]) -> SettingsT:
+    """Settings from an explicit environment mapping (the local stack, tests)."""
+    return load_settings(cls, **{key.lower(): value for key, value in environment.items()})
 
 
 @cache

@@ -20,10 +20,14 @@ from werkzeug.exceptions import HTTPException
 from services.core.errors import ConfigurationError, InsightsError, TransientError
 from services.core.intake import MessageSender, RecordingWriter, accept_recording
 from services.core.observability import logger, record_metric
+from services.core.pump import LambdaPumpNudger
 from services.core.queues import QueueSender
 from services.core.recordings import RecordingStore
 from services.core.secrets import SecretCache, SecretReader
 from services.core.settings import WebhookSettings, cached_settings
+from services.core.slots import SlotPool
+from services.core.symbl import SymblClient, load_symbl_credentials
+from services.core.transcription_jobs import JobDeps, secret_matches, settle_job
 from services.core.zoom_models import RecordingCompletedEvent, UrlValidationEvent, ZoomEnvelope
 from services.webhook.zoom_signature import (
     SignatureRejected,
@@ -43,18 +47,35 @@ class WebhookDeps:
     store: RecordingWriter
     merge_queue: MessageSender
     secrets: SecretReader
+    jobs: JobDeps | None = None  # the Symbl callback's collaborators
     clock: Callable[[], float] = field(default=time.time)
 
 
 def build_deps(settings: WebhookSettings | None = None) -> WebhookDeps:
     settings = settings or cached_settings(WebhookSettings)
+    store = RecordingStore.from_settings(settings)
+    secrets = SecretCache(ttl_seconds=settings.secret_cache_seconds)
+    speech = SymblClient(
+        settings.symbl_api_base_url,
+        lambda: load_symbl_credentials(
+            secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
+        ),
+    )
     return WebhookDeps(
         settings=settings,
-        store=RecordingStore(
-            settings.recordings_table, retention_days=settings.record_retention_days
-        ),
+        store=store,
         merge_queue=QueueSender(settings.merge_queue_url),
-        secrets=SecretCache(ttl_seconds=settings.secret_cache_seconds),
+        secrets=secrets,
+        jobs=JobDeps(
+            store=store,
+            # Releasing needs no limit; acquiring happens only in the pump.
+            slots=SlotPool(settings.slots_table, 1),
+            speech=speech,
+            submit_queue=QueueSender(settings.submit_queue_url),
+            notify_queue=QueueSender(settings.notify_queue_url),
+            pump=LambdaPumpNudger(settings.pump_function_name),
+            job_attempts=settings.symbl_job_attempts,
+        ),
     )
 
 
@@ -165,6 +186,30 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
         )
         record_metric("WebhookAccepted" if result.outcome == "accepted" else "WebhookDuplicate")
         return jsonify(status=result.outcome.value, meeting_uuid=result.meeting_uuid)
+
+    @app.post("/symbl/callback/<secret>")
+    def symbl_callback(secret: str) -> Any:
+        """Symbl's job-status webhook. Its body is only a hint: the status is confirmed with
+        `GET /v1/job/{id}` before anything moves. The secret in the path is per recording; a
+        wrong one gets the same 404 as an unknown job, so nothing is revealed."""
+        jobs = get_deps().jobs
+        if jobs is None:
+            raise ClientError400(503, "unavailable", "callback handling is not configured")
+        try:
+            data = json.loads(request.get_data(cache=True) or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ClientError400(400, "invalid_json", "body is not valid JSON") from e
+        job_id = data.get("jobId") or data.get("id") if isinstance(data, dict) else None
+        if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
+            raise ClientError400(400, "invalid_callback", "body must carry a jobId (or id)")
+        recording = jobs.store.find_by_symbl_job(job_id)
+        if recording is None or not secret_matches(secret, recording.callback_secret_digest):
+            raise ClientError400(404, "not_found", "not found")
+        status = jobs.speech.job_status(job_id)
+        logger.append_keys(meeting_uuid=recording.meeting_uuid)
+        outcome = settle_job(recording, status, jobs)
+        logger.info("Symbl callback", job_id=job_id, status=status.value, outcome=outcome)
+        return jsonify(status=outcome)
 
     return app
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from sandbox.aws_resources import ProvisionedStack, StackNames, provision
+from sandbox.credentials import SandboxCredentials
 from sandbox.local_aws import LocalAws
 from services.core import aws
 
+# The Zoom reference's test-vector secret, so signatures in tests can be checked by hand.
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
@@ -20,6 +23,13 @@ def local_aws() -> Iterator[LocalAws]:
 
 
 @pytest.fixture
-def stack(local_aws: LocalAws, unique_prefix: str) -> ProvisionedStack:
+def credentials() -> SandboxCredentials:
+    return replace(SandboxCredentials(), zoom_webhook_secret=WEBHOOK_SECRET)
+
+
+@pytest.fixture
+def stack(
+    local_aws: LocalAws, unique_prefix: str, credentials: SandboxCredentials
+) -> ProvisionedStack:
     aws.reset_clients()
-    return provision(StackNames(unique_prefix), {"zoom-webhook-secret-token": WEBHOOK_SECRET})
+    return provision(StackNames(unique_prefix), credentials.secret_values())

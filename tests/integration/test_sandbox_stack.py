@@ -35,6 +35,10 @@ def test_table_has_the_indexes_the_code_queries(stack: ProvisionedStack) -> None
 
 def test_provision_is_idempotent(stack: ProvisionedStack) -> None:
     again = provision(stack.names, {"zoom-webhook-secret-token": "rotated"})
+    assert (
+        again.secret_arns["zoom-webhook-secret-token"]
+        == stack.secret_arns["zoom-webhook-secret-token"]
+    )
     assert again.queue_urls == stack.queue_urls
     value = aws.client("secretsmanager").get_secret_value(
         SecretId=again.secret_arns["zoom-webhook-secret-token"]

@@ -14,7 +14,7 @@ from sandbox.http_server import LoopbackServer
 from sandbox.zoom_webhook_sender import ZoomWebhookSender, compact_json
 from services.core import aws
 from services.core.recordings import RecordingStore, State
-from services.core.settings import WebhookSettings
+from services.core.settings import WebhookSettings, settings_from
 from services.webhook.app import build_deps, create_app
 from services.webhook.handler import build_handler
 from services.webhook.zoom_signature import zoom_signature
@@ -24,12 +24,7 @@ from tests.support.zoom_events import recording_completed
 
 
 def settings_for(stack: ProvisionedStack) -> WebhookSettings:
-    env = stack.service_environment()
-    return WebhookSettings(
-        recordings_table=env["RECORDINGS_TABLE"],
-        merge_queue_url=env["MERGE_QUEUE_URL"],
-        zoom_webhook_secret_arn=env["ZOOM_WEBHOOK_SECRET_ARN"],
-    )
+    return settings_from(WebhookSettings, stack.service_environment())
 
 
 def signed(body: bytes, ts: int | None = None, secret: str = WEBHOOK_SECRET) -> dict[str, str]:

@@ -4,6 +4,7 @@ import pytest
 
 from services.core.errors import ConfigurationError
 from services.core.settings import WebhookSettings, load_settings
+from tests.support.settings import WEBHOOK_ENV
 
 
 def test_missing_variables_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,9 +18,8 @@ def test_missing_variables_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RECORDINGS_TABLE", "x-recordings")
-    monkeypatch.setenv("MERGE_QUEUE_URL", "http://q")
-    monkeypatch.setenv("ZOOM_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:r:1:secret:s")
+    for key, value in WEBHOOK_ENV.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("ZOOM_WEBHOOK_MAX_AGE_SECONDS", "60")
     settings = load_settings(WebhookSettings)
     assert settings.recordings_table == "x-recordings"

@@ -8,10 +8,11 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.core.settings import WebhookSettings
+from services.core.settings import WebhookSettings, settings_from
 from services.webhook.app import MAX_BODY_BYTES, WebhookDeps, create_app
 from services.webhook.zoom_signature import url_validation_token, zoom_signature
 from tests.support.fakes import MemoryQueue, MemoryRecordings, StaticSecrets
+from tests.support.settings import WEBHOOK_ENV
 from tests.support.zoom_events import recording_completed
 
 SECRET = "test-webhook-secret"
@@ -23,10 +24,8 @@ class Harness:
     def __init__(self) -> None:
         self.store = MemoryRecordings()
         self.queue = MemoryQueue()
-        settings_ = WebhookSettings(
-            recordings_table="recordings",
-            merge_queue_url="http://queue",
-            zoom_webhook_secret_arn=SECRET_ARN,
+        settings_ = settings_from(
+            WebhookSettings, {**WEBHOOK_ENV, "ZOOM_WEBHOOK_SECRET_ARN": SECRET_ARN}
         )
         deps = WebhookDeps(
             settings=settings_,

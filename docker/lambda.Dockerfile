@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1.7
+# Lambda image of one service, chosen by the SERVICE build argument. From the repository root:
+#   docker build -f docker/lambda.Dockerfile --build-arg SERVICE=webhook -t <repo>:<tag> .
+# SERVICE is one of the pyproject.toml optional dependency groups: webhook | merger | submitter |
+# notifier. The submitter image serves both the pump and the reconciler (Terraform sets
+# image_config.command); only the merger image carries ffmpeg.
+# Layers, most stable first: dependencies, (ffmpeg), services/core, the service's own code, CMD.
+
+ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12.2026.06.02.15-x86_64
+# Static ffmpeg/ffprobe 7.1.1 (no shared libraries), pinned by digest.
+ARG FFMPEG_IMAGE=mwader/static-ffmpeg:7.1.1@sha256:11a44711684c0b9f754c047dcd64235b8b52deab251bd0e0a86f22faa160749c
+ARG SERVICE=webhook
+
+FROM ${FFMPEG_IMAGE} AS ffmpeg
+
+# The requirement list: the shared dependencies plus the service's group of pyproject.toml.
+FROM ${LAMBDA_BASE} AS requirements
+ARG SERVICE
+WORKDIR /build
+COPY pyproject.toml ./
+RUN python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies'][sys.argv[1]]))" "${SERVICE}" > requirements.txt
+
+# Dependencies at the versions of constraints.txt, in a layer that is rebuilt only when the
+# requirement list or the constraints change (never for a code change).
+FROM ${LAMBDA_BASE} AS deps
+WORKDIR /build
+COPY --from=requirements /build/requirements.txt ./
+COPY constraints.txt ./
+RUN python3 -m pip install --no-cache-dir --disable-pip-version-check --target /opt/deps \
+        -c constraints.txt -r requirements.txt
+
+FROM ${LAMBDA_BASE} AS runtime
+COPY --from=deps /opt/deps ${LAMBDA_TASK_ROOT}/
+
+# Per-service system tools; unused stages are never built.
+FROM runtime AS tools-webhook
+FROM runtime AS tools-submitter
+FROM runtime AS tools-notifier
+FROM runtime AS tools-merger
+COPY --from=ffmpeg /ffmpeg /ffprobe /usr/local/bin/
+
+# tools-<SERVICE> is a stage above, not an image (hadolint cannot see through the variable).
+# hadolint ignore=DL3006
+FROM tools-${SERVICE} AS code
+ARG SERVICE
+COPY services/__init__.py ${LAMBDA_TASK_ROOT}/services/
+COPY services/core/ ${LAMBDA_TASK_ROOT}/services/core/
+COPY services/${SERVICE}/ ${LAMBDA_TASK_ROOT}/services/${SERVICE}/
+
+# The default handler of each image (module.function under LAMBDA_TASK_ROOT).
+FROM code AS handler-webhook
+CMD ["services.webhook.handler.lambda_handler"]
+
+FROM code AS handler-merger
+CMD ["services.merger.handler.lambda_handler"]
+
+FROM code AS handler-submitter
+CMD ["services.submitter.handler.pump_handler"]
+
+FROM code AS handler-notifier
+CMD ["services.notifier.handler.lambda_handler"]
+
+# The image is the handler-<SERVICE> stage above.
+# hadolint ignore=DL3006
+FROM handler-${SERVICE}

@@ -1,0 +1,95 @@
+"""SQS event-source batches with per-message outcomes (`batchItemFailures`).
+
+Policy, the same for every consumer:
+- success: the message is deleted by Lambda;
+- PermanentError: the meeting is marked FAILED by `on_permanent`, the message acknowledged
+  (retrying cannot help; the FAILED item and the operator alert are the record);
+- anything else: the message is reported failed and hidden for a backoff that grows with its
+  receive count; on its last allowed receive `on_give_up` marks the meeting FAILED and the
+  redrive policy moves the message to the DLQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.core.errors import PermanentError
+from services.core.observability import logger
+
+RETRY_VISIBILITY_BASE_SECONDS = 30
+RETRY_VISIBILITY_MAX_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class SqsRecord:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+    @classmethod
+    def from_event(cls, record: dict[str, Any]) -> SqsRecord:
+        return cls(
+            message_id=record["messageId"],
+            receipt_handle=record["receiptHandle"],
+            body=record["body"],
+            receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", "1")),
+        )
+
+
+def retry_visibility_seconds(receive_count: int) -> int:
+    return int(
+        min(RETRY_VISIBILITY_MAX_SECONDS, RETRY_VISIBILITY_BASE_SECONDS * 2 ** (receive_count - 1))
+    )
+
+
+def consume_batch(
+    event: dict[str, Any],
+    handle: Callable[[SqsRecord], None],
+    *,
+    queue_url: str,
+    max_receive_count: int,
+    on_permanent: Callable[[SqsRecord, PermanentError], None],
+    on_give_up: Callable[[SqsRecord, Exception], None],
+    sqs: Any,
+) -> dict[str, list[dict[str, str]]]:
+    failures: list[dict[str, str]] = []
+    for raw in event.get("Records", []):
+        record = SqsRecord.from_event(raw)
+        try:
+            handle(record)
+        except PermanentError as e:
+            logger.warning(
+                "message failed permanently", message_id=record.message_id, reason=str(e)
+            )
+            on_permanent(record, e)
+        except Exception as e:  # noqa: BLE001 - every other failure is retried, then dead-lettered
+            failures.append({"itemIdentifier": record.message_id})
+            if record.receive_count >= max_receive_count:
+                logger.error(
+                    "message exhausted its retries",
+                    message_id=record.message_id,
+                    receive_count=record.receive_count,
+                    error=f"{type(e).__name__}: {e}",
+                )
+                on_give_up(record, e)
+                continue
+            logger.warning(
+                "message will be retried",
+                message_id=record.message_id,
+                receive_count=record.receive_count,
+                error=f"{type(e).__name__}: {e}",
+            )
+            try:
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url,
+                    ReceiptHandle=record.receipt_handle,
+                    VisibilityTimeout=retry_visibility_seconds(record.receive_count),
+                )
+            except (ClientError, BotoCoreError) as visibility_error:
+                logger.warning("could not shorten visibility", error=str(visibility_error))
+    return {"batchItemFailures": failures}

@@ -1,0 +1,261 @@
+"""Speech analytics: the interface the pipeline uses, and its Symbl implementation.
+
+Symbl's availability is unconfirmed (see the Symbl API reference), so the pipeline depends on the
+`SpeechAnalytics` protocol and the base URL is a setting. Facts relied on: tokens from
+`POST /oauth2/token:generate` with `expiresIn` seconds; `POST /v1/process/audio/url` answers 201
+`{conversationId, jobId}` or 429 when the account's concurrent-job ceiling is reached (no
+Retry-After); `GET /v1/job/{id}` gives `scheduled|in_progress|completed|failed`; `/summary`
+answers 404 until the job is complete.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import requests
+
+from services.core.backoff import Backoff
+from services.core.errors import (
+    ConfigurationError,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
+
+TOKEN_RENEW_MARGIN_SECONDS = 300
+
+
+class JobStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class ConcurrencyLimitReached(TransientError):
+    """429: the account already runs as many jobs as it may (ours or another client's)."""
+
+
+class NotReady(TransientError):
+    """The conversation's data is not complete yet (e.g. `/summary` answers 404)."""
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    conversation_id: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class AudioSubmission:
+    url: str
+    name: str
+    webhook_url: str
+    channels: tuple[Speaker, ...] = ()  # one per channel, in channel order; empty: diarize
+    diarization_speakers: int | None = None
+    language_code: str = "en-US"
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "url": self.url,
+            "name": self.name,
+            "webhookUrl": self.webhook_url,
+            "languageCode": self.language_code,
+            "mode": "default",
+        }
+        if self.channels:
+            body["enableSeparateRecognitionPerChannel"] = True
+            body["channelMetadata"] = [
+                {
+                    "channel": index,
+                    "speaker": {k: v for k, v in (("name", s.name), ("email", s.email)) if v},
+                }
+                for index, s in enumerate(self.channels, start=1)
+            ]
+        else:
+            body["enableSpeakerDiarization"] = True
+            if self.diarization_speakers:
+                body["diarizationSpeakerCount"] = self.diarization_speakers
+        return body
+
+
+class SpeechAnalytics(Protocol):
+    """What the pipeline needs from a speech-analytics provider."""
+
+    def submit_audio_url(self, submission: AudioSubmission) -> SubmittedJob: ...
+    def job_status(self, job_id: str) -> JobStatus: ...
+    def conversation(self, conversation_id: str, part: str) -> dict[str, Any]: ...
+    def create_experience(self, conversation_id: str, name: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SymblCredentials:
+    app_id: str
+    app_secret: str
+
+
+def load_symbl_credentials(secret: dict[str, Any]) -> SymblCredentials:
+    try:
+        return SymblCredentials(str(secret["app_id"]), str(secret["app_secret"]))
+    except KeyError as e:
+        raise ConfigurationError(f"Symbl secret lacks {e.args[0]}") from e
+
+
+class SymblClient:
+    """Thin HTTP client for Symbl's async, job and conversation APIs."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Callable[[], SymblCredentials],
+        *,
+        session: requests.Session | None = None,
+        retry_budget_seconds: float = 30.0,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = credentials
+        self._session = session or requests.Session()
+        self._budget = retry_budget_seconds
+        self._timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def _access_token(self, *, force: bool = False) -> str:
+        with self._lock:
+            if (
+                not force
+                and self._token
+                and self._expires_at - self._clock() > TOKEN_RENEW_MARGIN_SECONDS
+            ):
+                return self._token
+            creds = self._credentials()
+            response = self._send(
+                "POST",
+                "/oauth2/token:generate",
+                json={"type": "application", "appId": creds.app_id, "appSecret": creds.app_secret},
+                authenticated=False,
+            )
+            if response.status_code == 401:
+                raise ConfigurationError("Symbl refused the app id/secret (401)")
+            if response.status_code != 200:
+                raise TransientError(f"Symbl token:generate answered {response.status_code}")
+            body = response.json()
+            self._token = str(body["accessToken"])
+            self._expires_at = self._clock() + float(body.get("expiresIn", 86400))
+            return self._token
+
+    def _send(
+        self, method: str, path: str, *, authenticated: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        """One request with retries for connection errors and 5xx; other statuses returned."""
+        backoff = Backoff(budget_seconds=self._budget, sleep=self._sleep)
+        renewed = False
+        while True:
+            headers = {}
+            if authenticated:
+                headers["Authorization"] = f"Bearer {self._access_token(force=False)}"
+            try:
+                response = self._session.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    headers=headers,
+                    timeout=self._timeout,
+                    **kwargs,
+                )
+            except requests.RequestException as e:
+                if backoff.wait():
+                    continue
+                raise TransientError(f"Symbl unreachable: {type(e).__name__}") from e
+            if response.status_code in (500, 502, 503, 504):
+                if backoff.wait():
+                    continue
+                raise TransientError(f"Symbl {method} {path} answered {response.status_code}")
+            if response.status_code == 401 and authenticated and not renewed:
+                renewed = True
+                self._access_token(force=True)
+                continue
+            return response
+
+    @staticmethod
+    def _fail(response: requests.Response, what: str) -> None:
+        status = response.status_code
+        message = _message(response)
+        if status == 429:
+            raise ConcurrencyLimitReached(f"{what}: {message}")
+        if status == 404:
+            raise NotFound(f"{what}: {message}")
+        if status == 401:
+            raise ConfigurationError(f"{what}: Symbl rejected our token twice ({message})")
+        raise PermanentError(f"{what}: Symbl answered {status} ({message})")
+
+    def submit_audio_url(self, submission: AudioSubmission) -> SubmittedJob:
+        response = self._send("POST", "/v1/process/audio/url", json=submission.body())
+        if response.status_code not in (200, 201, 202):
+            self._fail(response, "submit")
+        body = response.json()
+        return SubmittedJob(conversation_id=str(body["conversationId"]), job_id=str(body["jobId"]))
+
+    def job_status(self, job_id: str) -> JobStatus:
+        response = self._send("GET", f"/v1/job/{job_id}")
+        if response.status_code != 200:
+            self._fail(response, f"job {job_id}")
+        try:
+            return JobStatus(response.json()["status"])
+        except (KeyError, ValueError) as e:
+            raise TransientError(f"job {job_id}: unexpected status body") from e
+
+    def conversation(self, conversation_id: str, part: str) -> dict[str, Any]:
+        """`GET /v1/conversations/{id}/{part}` (part '' for the conversation itself)."""
+        path = f"/v1/conversations/{conversation_id}" + (f"/{part}" if part else "")
+        response = self._send("GET", path)
+        if response.status_code == 404 and part == "summary":
+            raise NotReady("summary not ready yet")
+        if response.status_code != 200:
+            self._fail(response, f"conversation {part or 'get'}")
+        body = response.json()
+        return body if isinstance(body, dict) else {"items": body}
+
+    def create_experience(self, conversation_id: str, name: str) -> str | None:
+        """A hosted summary page's URL, or None when the service does not offer one."""
+        response = self._send(
+            "POST",
+            f"/v1/conversations/{conversation_id}/experiences",
+            json={"name": name, "summaryURLExpiresIn": 0},
+        )
+        if response.status_code in (404, 405, 501):
+            return None
+        if response.status_code not in (200, 201):
+            self._fail(response, "experience")
+        url = response.json().get("url")
+        return str(url) if url else None
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        return str(body.get("message", ""))[:300]
+    return ""

@@ -1,0 +1,339 @@
+"""The merge: a meeting's participant audio becomes one file, one speaker per channel.
+
+`merge_meeting` is the one function the Lambda handler and the Fargate task both call. It is
+safe to run again after a crash: downloads go to fixed keys (a file already there at its full
+size is not fetched twice) and the final MERGING → MERGED transition is conditional, so only one
+run ever queues the submit request.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from services.core import aws
+from services.core.errors import NotFound, PermanentError, StateConflict, TransientError
+from services.core.intake import MessageSender
+from services.core.observability import MetricUnit, logger, record_metric
+from services.core.pump import LambdaPumpNudger, PumpNudger
+from services.core.queues import QueueSender, SubmitRequest
+from services.core.recordings import Recording, RecordingStore, SpeakerTrack, State
+from services.core.s3_stream import meeting_key
+from services.core.secrets import SecretCache
+from services.core.settings import MergerSettings
+from services.core.zoom import (
+    DownloadSpec,
+    Participant,
+    ZoomApi,
+    ZoomDownloader,
+    ZoomOAuth,
+    load_credentials,
+)
+from services.merger import mixdown
+from services.merger.ffmpeg_plan import TrackSource
+
+STAGE = "merge"
+PRESIGNED_INPUT_SECONDS = 6 * 3600
+MERGE_TIMEOUT_FLOOR_SECONDS = 600
+MERGED_OBJECT_TYPE = "audio/flac"
+
+
+class Downloader(Protocol):
+    def download_to_s3(
+        self,
+        spec: DownloadSpec,
+        *,
+        bucket: str,
+        key: str,
+        download_token: str | None,
+        meeting_uuid: str,
+    ) -> Any: ...
+
+
+class ParticipantDirectory(Protocol):
+    def list_participants(self, meeting_uuid: str) -> list[Participant]: ...
+
+
+@dataclass
+class MergerDeps:
+    settings: MergerSettings
+    store: RecordingStore
+    downloader: Downloader
+    participants: ParticipantDirectory
+    submit_queue: MessageSender
+    pump: PumpNudger
+    s3: Any
+    ecs_client: Callable[[], Any] = field(default=lambda: aws.client("ecs"))
+
+
+def build_deps(settings: MergerSettings) -> MergerDeps:
+    secrets = SecretCache()
+    oauth = ZoomOAuth(
+        settings.zoom_oauth_url,
+        lambda: load_credentials(
+            secrets.get_json(
+                settings.zoom_s2s_secret_arn, ("account_id", "client_id", "client_secret")
+            )
+        ),
+    )
+    api = ZoomApi(settings.zoom_api_base_url, oauth)
+    s3 = aws.client("s3")
+    return MergerDeps(
+        settings=settings,
+        store=RecordingStore.from_settings(settings),
+        downloader=ZoomDownloader(
+            oauth, api, s3, retry_budget_seconds=settings.download_retry_budget_seconds
+        ),
+        participants=api,
+        submit_queue=QueueSender(settings.submit_queue_url),
+        pump=LambdaPumpNudger(settings.pump_function_name),
+        s3=s3,
+    )
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def raw_key(meeting_uuid: str, file_id: str, extension: str) -> str:
+    return f"raw/{meeting_key(meeting_uuid)}/{meeting_key(file_id)}.{extension.lower()}"
+
+
+def merged_key(meeting_uuid: str) -> str:
+    return f"merged/{meeting_key(meeting_uuid)}.flac"
+
+
+def _normalise(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def match_emails(tracks: list[SpeakerTrack], participants: list[Participant]) -> list[SpeakerTrack]:
+    """Give each track the email of the participant with the same display name, when unique.
+
+    The match is by name because participant files carry nothing else; a name that two
+    participants share is left without an email rather than guessed.
+    """
+    by_name: dict[str, set[str]] = {}
+    for p in participants:
+        if p.user_email:
+            by_name.setdefault(_normalise(p.name), set()).add(p.user_email)
+    matched = []
+    for track in tracks:
+        emails = by_name.get(_normalise(track.name), set())
+        email = next(iter(emails)) if len(emails) == 1 else track.email
+        matched.append(track.model_copy(update={"email": email}))
+    return matched
+
+
+def _participants(deps: MergerDeps, meeting_uuid: str) -> list[Participant]:
+    try:
+        return deps.participants.list_participants(meeting_uuid)
+    except (NotFound, PermanentError, TransientError) as e:
+        logger.info("participants unavailable; speakers keep names only", reason=str(e))
+        return []
+
+
+def _present(deps: MergerDeps, key: str, size: int | None) -> bool:
+    if size is None:
+        return False
+    try:
+        head = deps.s3.head_object(Bucket=deps.settings.media_bucket, Key=key)
+    except ClientError:
+        return False
+    return int(head["ContentLength"]) == size
+
+
+def _fetch(
+    deps: MergerDeps, recording: Recording, spec: DownloadSpec, key: str, download_token: str | None
+) -> None:
+    if _present(deps, key, spec.file_size):
+        return
+    deps.downloader.download_to_s3(
+        spec,
+        bucket=deps.settings.media_bucket,
+        key=key,
+        download_token=download_token,
+        meeting_uuid=recording.meeting_uuid,
+    )
+
+
+def download_tracks(
+    deps: MergerDeps, recording: Recording, download_token: str | None
+) -> list[SpeakerTrack]:
+    """Every completed participant file into S3; a file that fails for good is left out with
+    its reason, and no other speaker moves because of it."""
+    result = []
+    for track in recording.tracks:
+        if track.status != "completed" or not track.download_url:
+            reason = f"file status is {track.status!r}" if track.download_url else "no download URL"
+            result.append(track.model_copy(update={"excluded_reason": reason, "s3_key": None}))
+            continue
+        key = raw_key(recording.meeting_uuid, track.file_id, "m4a")
+        spec = DownloadSpec(track.file_id, track.download_url, track.file_size, "M4A")
+        try:
+            _fetch(deps, recording, spec, key, download_token)
+        except PermanentError as e:
+            logger.warning("participant file left out", file_id=track.file_id, reason=str(e))
+            result.append(track.model_copy(update={"excluded_reason": str(e), "s3_key": None}))
+            continue
+        result.append(track.model_copy(update={"s3_key": key, "excluded_reason": None}))
+    return result
+
+
+def _presign(deps: MergerDeps, key: str) -> str:
+    return str(
+        deps.s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": deps.settings.media_bucket, "Key": key},
+            ExpiresIn=PRESIGNED_INPUT_SECONDS,
+        )
+    )
+
+
+def _timeout(seconds_of_audio: float) -> float:
+    # Decoding AAC runs at tens of times real time; a merge slower than real time is stuck.
+    return max(MERGE_TIMEOUT_FLOOR_SECONDS, seconds_of_audio)
+
+
+def _merge_participants(
+    deps: MergerDeps, recording: Recording, usable: list[SpeakerTrack], output: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    origin = min(_seconds(t.recording_start) for t in usable)
+    sources = [
+        TrackSource(
+            key=t.file_id,
+            url=_presign(deps, t.s3_key or ""),
+            offset_s=_seconds(t.recording_start) - origin,
+            duration_s=max(0.0, _seconds(t.recording_end) - _seconds(t.recording_start)),
+        )
+        for t in usable
+    ]
+    total = max(s.end_s for s in sources)
+    # Beyond the channel limit merge_tracks measures each track's speech (in parallel) to pick
+    # who shares the last channel.
+    outcome = mixdown.merge_tracks(
+        sources,
+        max_channels=deps.settings.merge_max_channels,
+        sample_rate=deps.settings.merge_sample_rate,
+        output_path=output,
+        timeout_s=_timeout(total * len(sources)),
+    )
+    by_id = {t.file_id: t for t in usable}
+    channel_map = [
+        {
+            "channel": plan.channel,
+            "output_start": 0.0,
+            "output_end": outcome.duration_s,
+            "timeline_start": 0.0,
+            "speakers": [
+                {"file_id": key, "name": by_id[key].name, "email": by_id[key].email}
+                for key in plan.track_keys
+            ],
+        }
+        for plan in outcome.plan
+    ]
+    return {"seconds": outcome.duration_s, "elapsed": outcome.elapsed_s}, channel_map
+
+
+def _merge_mixed(
+    deps: MergerDeps, recording: Recording, download_token: str | None, output: str
+) -> tuple[dict[str, Any], Recording]:
+    mixed = recording.mixed_audio
+    if mixed is None or not mixed.download_url or mixed.status not in (None, "completed"):
+        raise PermanentError("no usable audio: no participant file and no mixed recording")
+    extension = "m4a" if mixed.file_type == "M4A" else "mp4"
+    key = raw_key(recording.meeting_uuid, mixed.file_id, extension)
+    spec = DownloadSpec(mixed.file_id, mixed.download_url, mixed.file_size, mixed.file_type)
+    try:
+        _fetch(deps, recording, spec, key, download_token)
+    except PermanentError as e:
+        left_out = len(recording.tracks)
+        raise PermanentError(
+            f"no usable audio: {left_out} participant file(s) unusable and the mixed recording"
+            f" failed too ({e})"
+        ) from e
+    outcome = mixdown.mono_mixdown(
+        _presign(deps, key),
+        sample_rate=deps.settings.merge_sample_rate,
+        output_path=output,
+        timeout_s=_timeout(recording.duration_minutes * 60),
+    )
+    return {"seconds": outcome.duration_s, "elapsed": outcome.elapsed_s}, recording
+
+
+def merge_meeting(
+    meeting_uuid: str, deps: MergerDeps, *, download_token: str | None = None
+) -> Recording:
+    """Download, merge and hand over to the submitter. Returns the item as it ends up."""
+    recording = deps.store.get(meeting_uuid)
+    if recording is None:
+        raise PermanentError(f"no recording item for {meeting_uuid!r}")
+    if recording.state not in (State.RECEIVED, State.MERGING):
+        logger.info("merge skipped: already past merging", state=recording.state.value)
+        return recording
+    if recording.state == State.RECEIVED:
+        recording = deps.store.transition(
+            meeting_uuid,
+            State.RECEIVED,
+            State.MERGING,
+            updates={"merge_mode": recording.merge_mode or "inline"},
+            count_attempt=STAGE,
+        )
+    started = time.monotonic()
+    participants = _participants(deps, meeting_uuid)
+    tracks = match_emails(download_tracks(deps, recording, download_token), participants)
+    usable = [t for t in tracks if t.s3_key and not t.excluded_reason]
+    key = merged_key(meeting_uuid)
+    with tempfile.TemporaryDirectory(dir=deps.settings.work_dir, prefix="merge-") as work:
+        output = os.path.join(work, "merged.flac")
+        updates: dict[str, Any] = {"tracks": [t.model_dump(mode="json") for t in tracks]}
+        if usable:
+            figures, channel_map = _merge_participants(deps, recording, usable, output)
+            updates.update(channel_map=channel_map, diarization=False)
+        else:
+            figures, _ = _merge_mixed(deps, recording, download_token, output)
+            names = {_normalise(p.name) for p in participants if p.name}
+            updates.update(channel_map=[], diarization=True, participant_count=len(names) or None)
+        size = os.path.getsize(output)
+        deps.s3.upload_file(
+            output,
+            deps.settings.media_bucket,
+            key,
+            ExtraArgs={"ContentType": MERGED_OBJECT_TYPE},
+        )
+    wall = time.monotonic() - started
+    updates.update(merged_key=key, merged_seconds=figures["seconds"], merged_bytes=size)
+    try:
+        merged = deps.store.transition(meeting_uuid, State.MERGING, State.MERGED, updates=updates)
+    except StateConflict:
+        logger.info("merge finished by another run; nothing more to do")
+        return deps.store.require(meeting_uuid)
+    deps.submit_queue.send(SubmitRequest(meeting_uuid=meeting_uuid))
+    deps.pump.nudge("merged")
+    record_metric("MergeSeconds", wall, MetricUnit.Seconds)
+    if wall > 0:
+        record_metric("MergeRealtimeFactor", figures["seconds"] / wall, MetricUnit.Count)
+    logger.info(
+        "merged",
+        seconds_of_audio=round(figures["seconds"], 3),
+        wall_seconds=round(wall, 3),
+        channels=len(merged.channel_map) or 1,
+        diarization=merged.diarization,
+        left_out=[t.file_id for t in tracks if t.excluded_reason],
+        speakers=len(usable),
+    )
+    return merged
+
+
+def fail_merge(store: RecordingStore, meeting_uuid: str, reason: str) -> None:
+    try:
+        store.fail(meeting_uuid, [State.RECEIVED, State.MERGING], stage=STAGE, reason=reason)
+    except StateConflict:
+        logger.info("merge failure not recorded: meeting already moved on")

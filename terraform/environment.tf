@@ -1,0 +1,118 @@
+# Environment variables of every function and of the merge task, in one place.
+#
+# Each map holds EXACTLY the variables its settings class in services/core/settings.py reads
+# (field names upper-cased; every field without a default must be here), plus
+# POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE for logging and EMF metrics.
+# tests/integration/test_terraform_contract.py holds the maps and the classes together.
+#
+#   webhook_environment          WebhookSettings
+#   merger_environment           MergerSettings (Lambda: can hand long merges to Fargate)
+#   merger_task_environment      MergerSettings (Fargate task)
+#   pump_environment             SubmitterSettings
+#   reconciler_environment       ReconcilerSettings
+#   notifier_environment         NotifierSettings   - not in code yet: PROVISIONAL names
+#
+# Values are names, ARNs and URLs only; secrets are read from Secrets Manager by ARN.
+
+locals {
+  webhook_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.webhook
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    MERGE_QUEUE_URL              = module.merge_queue.url
+    ZOOM_WEBHOOK_SECRET_ARN      = aws_secretsmanager_secret.this["zoom-webhook-secret-token"].arn
+    SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
+    SLOTS_TABLE                  = aws_dynamodb_table.slots.name
+    SUBMIT_QUEUE_URL             = module.submit_queue.url
+    NOTIFY_QUEUE_URL             = module.notify_queue.url
+    PUMP_FUNCTION_NAME           = module.pump.function_name
+  }
+
+  merger_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.merger
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    ZOOM_S2S_SECRET_ARN          = aws_secretsmanager_secret.this["zoom-s2s-credentials"].arn
+    MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
+    MERGE_QUEUE_URL              = module.merge_queue.url
+    MAX_RECEIVE_COUNT            = tostring(local.max_receive_count) # the merge queue's redrive limit
+    SUBMIT_QUEUE_URL             = module.submit_queue.url
+    PUMP_FUNCTION_NAME           = module.pump.function_name
+    INLINE_MERGE_MAX_SECONDS     = tostring(var.inline_merge_max_seconds)
+    ECS_CLUSTER                  = aws_ecs_cluster.this.arn
+    ECS_TASK_DEFINITION          = module.merger_task.task_definition_arn
+    ECS_CONTAINER_NAME           = module.merger_task.container_name
+    ECS_SUBNETS                  = join(",", var.subnet_ids)
+    ECS_SECURITY_GROUPS          = module.merger_task.security_group_id
+  }
+
+  # The task merges one meeting (MERGE_MEETING_UUID comes as a RunTask container override).
+  merger_task_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.merger
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    ZOOM_S2S_SECRET_ARN          = aws_secretsmanager_secret.this["zoom-s2s-credentials"].arn
+    MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
+    MERGE_QUEUE_URL              = module.merge_queue.url # required by MergerSettings; the task sends nothing to it
+    SUBMIT_QUEUE_URL             = module.submit_queue.url
+    PUMP_FUNCTION_NAME           = module.pump.function_name
+  }
+
+  pump_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.pump
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
+    SLOTS_TABLE                  = aws_dynamodb_table.slots.name
+    SUBMIT_QUEUE_URL             = module.submit_queue.url
+    MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
+    SYMBL_CONCURRENCY_LIMIT      = tostring(var.symbl_concurrency_limit)
+    CALLBACK_BASE_URL            = aws_apigatewayv2_api.http.api_endpoint
+    # The pump starts no new submission after this; the rest of its 60-s timeout is for the last
+    # one (the Symbl client retries within 30 s). Nudges and the one-minute schedule start it again.
+    PUMP_MAX_SECONDS = tostring(local.function_timeouts.pump - 40)
+  }
+
+  reconciler_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.reconciler
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
+    SLOTS_TABLE                  = aws_dynamodb_table.slots.name
+    SUBMIT_QUEUE_URL             = module.submit_queue.url
+    MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
+    SYMBL_CONCURRENCY_LIMIT      = tostring(var.symbl_concurrency_limit)
+    CALLBACK_BASE_URL            = aws_apigatewayv2_api.http.api_endpoint
+    MERGE_QUEUE_URL              = module.merge_queue.url
+    NOTIFY_QUEUE_URL             = module.notify_queue.url
+    PUMP_FUNCTION_NAME           = module.pump.function_name
+    ECS_CLUSTER                  = aws_ecs_cluster.this.arn
+  }
+
+  # PROVISIONAL until NotifierSettings exists: rename to the fields it reads.
+  notifier_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.notifier
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
+    MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
+    LINK_SIGNING_KEY_SECRET_ARN  = aws_secretsmanager_secret.this["link-signing-key"].arn
+    PUBLIC_BASE_URL              = aws_apigatewayv2_api.http.api_endpoint # insights page: <base>/meetings/<uuid>
+    SES_FROM_ADDRESS             = var.email_from_address
+    SES_CONFIGURATION_SET        = aws_sesv2_configuration_set.this.configuration_set_name
+    NOTIFY_EXTRA_RECIPIENTS      = join(",", var.notify_extra_recipients)
+    ALERTS_TOPIC_ARN             = aws_sns_topic.alerts.arn
+  }
+}

@@ -1,0 +1,301 @@
+# What each function and the merge task may do: one policy document per capability per service,
+# on exact resources. The Lambda module adds "write-logs" (its own log group) and, for an SQS
+# trigger, "consume-queue" (receive/delete/change visibility on that queue only). Based on
+# DESIGN.md §4; checked against recorded AWS calls when the services land.
+
+locals {
+  recordings_table_resources = [aws_dynamodb_table.recordings.arn, "${aws_dynamodb_table.recordings.arn}/index/*"]
+  secret_arns                = { for name, secret in aws_secretsmanager_secret.this : name => secret.arn }
+  media_object_arn           = { for key, prefix in local.media_prefixes : key => "${aws_s3_bucket.media.arn}/${prefix}*" }
+}
+
+# ---------------------------------------------------------------------------------------------
+# webhook: Zoom intake, Symbl callback, insights page
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "webhook_recordings_table" {
+  statement {
+    sid       = "RecordAndAdvanceMeetings"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+    resources = local.recordings_table_resources
+  }
+}
+
+data "aws_iam_policy_document" "webhook_symbl_slots" {
+  statement {
+    sid = "ReleaseSlotOnCallback"
+    # PutItem: the slot pool creates its item if absent (conditional put).
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.slots.arn]
+  }
+}
+
+data "aws_iam_policy_document" "webhook_enqueue_stages" {
+  statement {
+    sid       = "EnqueueMergeSubmitNotify"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.merge_queue.arn, module.submit_queue.arn, module.notify_queue.arn]
+  }
+}
+
+data "aws_iam_policy_document" "webhook_read_secrets" {
+  statement {
+    sid       = "ReadWebhookSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arns["zoom-webhook-secret-token"], local.secret_arns["symbl-credentials"]]
+  }
+}
+
+data "aws_iam_policy_document" "webhook_nudge_pump" {
+  statement {
+    sid       = "NudgePump"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [module.pump.function_arn]
+  }
+}
+
+# For the insights page (GET /meetings/{uuid}); it will also need the link-signing key.
+data "aws_iam_policy_document" "webhook_read_insights" {
+  statement {
+    sid       = "ReadInsights"
+    actions   = ["s3:GetObject"]
+    resources = [local.media_object_arn.insights]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# merger (Lambda) and merge task (Fargate task role)
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "merger_recordings_table" {
+  statement {
+    sid       = "ReadAndAdvanceMeetings"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+    resources = local.recordings_table_resources
+  }
+}
+
+data "aws_iam_policy_document" "merger_media_audio" {
+  statement {
+    sid = "ReadWriteAudio"
+    # PutObject covers CreateMultipartUpload, UploadPart and CompleteMultipartUpload.
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = [local.media_object_arn.raw, local.media_object_arn.merged]
+  }
+
+  # So that a HEAD on a key not written yet answers 404 (absent), not 403.
+  statement {
+    sid       = "ListAudioPrefixes"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.media.arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.media_prefixes.raw}*", "${local.media_prefixes.merged}*"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "merger_enqueue_submit" {
+  statement {
+    sid       = "EnqueueSubmit"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.submit_queue.arn]
+  }
+}
+
+data "aws_iam_policy_document" "merger_read_secrets" {
+  statement {
+    sid       = "ReadZoomCredentials"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arns["zoom-s2s-credentials"]]
+  }
+}
+
+data "aws_iam_policy_document" "merger_run_merge_task" {
+  statement {
+    sid       = "RunMergeTaskInOurCluster"
+    actions   = ["ecs:RunTask"]
+    resources = ["${module.merger_task.task_definition_arn_without_revision}:*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
+
+  statement {
+    sid       = "PassMergeTaskRoles"
+    actions   = ["iam:PassRole"]
+    resources = [module.merger_task.task_role_arn, module.merger_task.execution_role_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "merger_nudge_pump" {
+  statement {
+    sid       = "NudgePump"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [module.pump.function_arn]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# pump
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "pump_dequeue_submit" {
+  statement {
+    sid       = "ReceiveAndDeleteSubmissions"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    resources = [module.submit_queue.arn]
+  }
+}
+
+data "aws_iam_policy_document" "pump_recordings_table" {
+  statement {
+    sid       = "ReadAndAdvanceMeetings"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+    resources = local.recordings_table_resources
+  }
+}
+
+data "aws_iam_policy_document" "pump_symbl_slots" {
+  statement {
+    sid       = "AcquireAndReleaseSlots"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.slots.arn]
+  }
+}
+
+data "aws_iam_policy_document" "pump_presign_merged" {
+  statement {
+    sid       = "PresignMergedAudio"
+    actions   = ["s3:GetObject"]
+    resources = [local.media_object_arn.merged]
+  }
+}
+
+data "aws_iam_policy_document" "pump_read_secrets" {
+  statement {
+    sid       = "ReadSymblCredentials"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arns["symbl-credentials"]]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# reconciler
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "reconciler_recordings_table" {
+  statement {
+    sid       = "FindAndRepairStuckMeetings"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+    resources = local.recordings_table_resources
+  }
+}
+
+data "aws_iam_policy_document" "reconciler_symbl_slots" {
+  statement {
+    sid       = "ClearExpiredLeases"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.slots.arn]
+  }
+}
+
+data "aws_iam_policy_document" "reconciler_enqueue_stages" {
+  statement {
+    sid       = "RequeueStages"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.merge_queue.arn, module.submit_queue.arn, module.notify_queue.arn]
+  }
+}
+
+data "aws_iam_policy_document" "reconciler_nudge_pump" {
+  statement {
+    sid       = "StartPump"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [module.pump.function_arn]
+  }
+}
+
+data "aws_iam_policy_document" "reconciler_read_secrets" {
+  statement {
+    sid       = "ReadSymblCredentials"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arns["symbl-credentials"]]
+  }
+}
+
+# Whether a long merge's Fargate task still runs.
+data "aws_iam_policy_document" "reconciler_inspect_merge_tasks" {
+  statement {
+    sid       = "DescribeMergeTasks"
+    actions   = ["ecs:DescribeTasks"]
+    resources = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${aws_ecs_cluster.this.name}/*"]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# notifier
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "notifier_recordings_table" {
+  statement {
+    sid       = "ReadAndAdvanceMeetings"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.recordings.arn]
+  }
+}
+
+data "aws_iam_policy_document" "notifier_store_insights" {
+  statement {
+    sid       = "ReadWriteInsights"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = [local.media_object_arn.insights]
+  }
+}
+
+data "aws_iam_policy_document" "notifier_send_email" {
+  statement {
+    sid       = "SendWithOurIdentityAndConfigurationSet"
+    actions   = ["ses:SendEmail"]
+    resources = [aws_sesv2_email_identity.sender.arn, aws_sesv2_configuration_set.this.arn]
+  }
+}
+
+data "aws_iam_policy_document" "notifier_alert_operators" {
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
+  statement {
+    sid       = "EncryptAlertsThroughSns"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.observability.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sns.${local.region}.${local.dns_suffix}"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "notifier_read_secrets" {
+  statement {
+    sid       = "ReadSymblCredentialsAndLinkKey"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arns["symbl-credentials"], local.secret_arns["link-signing-key"]]
+  }
+}

@@ -1,0 +1,237 @@
+# State and media: the recordings table, the Symbl slots table and the media bucket.
+
+# One item per Zoom meeting instance (services/core/recordings.py); the shape equals
+# sandbox/aws_resources.py RECORDINGS_TABLE_SCHEMA, which the contract test checks.
+resource "aws_dynamodb_table" "recordings" {
+  #checkov:skip=CKV_AWS_119: encrypted with the AWS-owned DynamoDB key: items hold meeting metadata and no secrets, and access is already limited per role by IAM
+  name                        = "${var.name_prefix}-recordings"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "meeting_uuid"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "meeting_uuid"
+    type = "S"
+  }
+
+  attribute {
+    name = "state"
+    type = "S"
+  }
+
+  attribute {
+    name = "state_since"
+    type = "S"
+  }
+
+  attribute {
+    name = "symbl_job_id"
+    type = "S"
+  }
+
+  # The reconciler lists a state oldest first.
+  global_secondary_index {
+    name            = "by-state"
+    hash_key        = "state"
+    range_key       = "state_since"
+    projection_type = "KEYS_ONLY"
+  }
+
+  # The Symbl callback finds its meeting by job id.
+  global_secondary_index {
+    name            = "by-symbl-job"
+    hash_key        = "symbl_job_id"
+    projection_type = "KEYS_ONLY"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
+# Symbl job slots: one item holds the jobs in flight with their lease deadlines.
+resource "aws_dynamodb_table" "slots" {
+  #checkov:skip=CKV_AWS_119: encrypted with the AWS-owned DynamoDB key: the item holds job ids and leases, no secrets
+  name                        = "${var.name_prefix}-slots"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+}
+
+# raw/ participant audio, merged/ the file Symbl fetches by presigned URL, insights/ Symbl's output.
+resource "aws_s3_bucket" "media" {
+  #checkov:skip=CKV_AWS_18: server access logs would need a second bucket; S3 data events in CloudTrail are the account's audit trail
+  #checkov:skip=CKV_AWS_144: media is transient and can be fetched again from Zoom; insights can be fetched again from Symbl
+  #checkov:skip=CKV_AWS_145: SSE-S3: presigned URLs handed to Symbl then depend on no KMS grant; the bucket is private and TLS-only
+  #checkov:skip=CKV2_AWS_62: no consumer of bucket events: the pipeline is driven by its queues
+  bucket        = "${var.name_prefix}-media"
+  force_destroy = false
+}
+
+resource "aws_s3_bucket_public_access_block" "media" {
+  bucket                  = aws_s3_bucket.media.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_versioning" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "media" {
+  bucket = aws_s3_bucket.media.id
+
+  rule {
+    id     = "expire-raw-participant-audio"
+    status = "Enabled"
+
+    filter {
+      prefix = local.media_prefixes.raw
+    }
+
+    expiration {
+      days = var.raw_audio_retention_days
+    }
+  }
+
+  rule {
+    id     = "expire-merged-audio"
+    status = "Enabled"
+
+    filter {
+      prefix = local.media_prefixes.merged
+    }
+
+    expiration {
+      days = var.merged_audio_retention_days
+    }
+  }
+
+  rule {
+    id     = "expire-insights"
+    status = "Enabled"
+
+    filter {
+      prefix = local.media_prefixes.insights
+    }
+
+    expiration {
+      days = var.insights_retention_days
+    }
+  }
+
+  # Versioning keeps overwritten and expired objects as noncurrent versions: drop them soon, so
+  # that expiry really deletes; resumable uploads that were never finished go too.
+  rule {
+    id     = "clean-up-versions-and-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 2
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.media]
+}
+
+data "aws_iam_policy_document" "media_bucket" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.media.arn, "${aws_s3_bucket.media.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "DenyOutdatedTls"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.media.arn, "${aws_s3_bucket.media.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "NumericLessThan"
+      variable = "s3:TlsVersion"
+      values   = ["1.2"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "media" {
+  bucket = aws_s3_bucket.media.id
+  policy = data.aws_iam_policy_document.media_bucket.json
+
+  # A bucket policy is refused while the public access block is being written.
+  depends_on = [aws_s3_bucket_public_access_block.media]
+}

@@ -1,0 +1,234 @@
+# ---------------------------------------------------------------------------------------------
+# Deployment
+# ---------------------------------------------------------------------------------------------
+
+variable "aws_region" {
+  type        = string
+  description = "AWS region of the whole stack (SES must be available there)."
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (<prefix>-recordings, <prefix>-media, <prefix>-merge, secrets <prefix>/...). The media bucket <prefix>-media must be globally unique: choose accordingly."
+  default     = "zsi"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix: 3 to 32 lower-case letters, digits and '-', starting with a letter (it names an S3 bucket)."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Extra tags on every resource (provider default_tags; Project, Stack and ManagedBy are always set)."
+  default     = {}
+}
+
+variable "image_tag" {
+  type        = string
+  description = "Tag of the images to deploy, the same in every repository (the commit they were built from). Tags are immutable."
+
+  validation {
+    condition     = var.image_tag != "latest" && length(var.image_tag) > 0
+    error_message = "image_tag must name one build (for example the git commit), not 'latest'."
+  }
+}
+
+variable "images_kept" {
+  type        = number
+  description = "Tagged images kept per repository (older ones are expired)."
+  default     = 30
+}
+
+# ---------------------------------------------------------------------------------------------
+# Logs, retention, alerts
+# ---------------------------------------------------------------------------------------------
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of every service."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of every log group in days."
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "record_retention_days" {
+  type        = number
+  description = "RECORD_RETENTION_DAYS: a recordings item expires (TTL) this long after its last transition."
+  default     = 90
+}
+
+variable "raw_audio_retention_days" {
+  type        = number
+  description = "Days participant audio (raw/) is kept in the media bucket."
+  default     = 7
+}
+
+variable "merged_audio_retention_days" {
+  type        = number
+  description = "Days merged audio (merged/) is kept: long enough for Symbl to fetch it and for a retry."
+  default     = 30
+}
+
+variable "insights_retention_days" {
+  type        = number
+  description = "Days Symbl insights (insights/, behind the emailed links) are kept."
+  default     = 400
+}
+
+variable "alert_email" {
+  type        = string
+  description = "Email address subscribed to the operator alerts topic (confirm the subscription email); empty for none."
+  default     = ""
+}
+
+variable "slots_pinned_alarm_minutes" {
+  type        = number
+  description = "Alarm when every Symbl slot has been in use for this long."
+  default     = 30
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Deletion protection of the DynamoDB tables."
+  default     = true
+}
+
+variable "secret_recovery_window_days" {
+  type        = number
+  description = "Days a deleted secret can still be restored (0 deletes at once; 7..30 otherwise)."
+  default     = 7
+}
+
+# ---------------------------------------------------------------------------------------------
+# HTTP API and concurrency
+# ---------------------------------------------------------------------------------------------
+
+variable "api_throttling_rate_limit" {
+  type        = number
+  description = "Steady-state requests per second the HTTP API accepts (all routes)."
+  default     = 50
+}
+
+variable "api_throttling_burst_limit" {
+  type        = number
+  description = "Burst of requests the HTTP API accepts above the rate."
+  default     = 100
+}
+
+variable "webhook_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of the webhook function: Zoom is always answered, and the table sees at most this many writers."
+  default     = 20
+}
+
+variable "merger_concurrency" {
+  type        = number
+  description = "Merges at once in Lambda (reserved concurrency and the merge queue trigger's maximum concurrency, at least 2)."
+  default     = 10
+
+  validation {
+    condition     = var.merger_concurrency >= 2
+    error_message = "merger_concurrency must be at least 2 (the SQS trigger's minimum)."
+  }
+}
+
+variable "pump_reserved_concurrency" {
+  type        = number
+  description = "Pumps at once; the slots already bound the Symbl jobs, this bounds the functions waiting on them."
+  default     = 5
+}
+
+variable "notifier_concurrency" {
+  type        = number
+  description = "Notifications at once (reserved concurrency and the notify queue trigger's maximum concurrency, at least 2); keeps under the SES sending rate."
+  default     = 5
+
+  validation {
+    condition     = var.notifier_concurrency >= 2
+    error_message = "notifier_concurrency must be at least 2 (the SQS trigger's minimum)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Merging
+# ---------------------------------------------------------------------------------------------
+
+variable "inline_merge_max_seconds" {
+  type        = number
+  description = "INLINE_MERGE_MAX_SECONDS: meetings up to this long merge in the Lambda (900 s timeout); longer ones in the Fargate task."
+  default     = 7200
+}
+
+variable "merger_task_cpu" {
+  type        = number
+  description = "CPU units of the Fargate merge task (1024 = 1 vCPU)."
+  default     = 2048
+}
+
+variable "merger_task_memory_mb" {
+  type        = number
+  description = "Memory of the Fargate merge task in MiB (a valid Fargate combination with merger_task_cpu)."
+  default     = 4096
+}
+
+variable "merger_task_ephemeral_storage_gib" {
+  type        = number
+  description = "Ephemeral storage of the Fargate merge task in GiB (21..200): participant audio and the merged file of the longest meeting."
+  default     = 100
+}
+
+variable "vpc_id" {
+  type        = string
+  description = "Existing VPC the Fargate merge task runs in."
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "Subnets of the Fargate merge task (ECS_SUBNETS): private subnets with a NAT gateway (or VPC endpoints plus a route to Zoom)."
+
+  validation {
+    condition     = length(var.subnet_ids) > 0
+    error_message = "subnet_ids needs at least one subnet."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Symbl and email
+# ---------------------------------------------------------------------------------------------
+
+variable "symbl_concurrency_limit" {
+  type        = number
+  description = "Symbl jobs in flight at most (50 on paid plans, 2 on trial): the slots limit and the slots alarm threshold."
+  default     = 50
+}
+
+variable "ses_identity" {
+  type        = string
+  description = "SES sending identity: a domain (example.com; publish the DKIM records) or one address (insights@example.com; click the verification link)."
+}
+
+variable "email_from_address" {
+  type        = string
+  description = "From address of the summary emails; must belong to ses_identity."
+}
+
+variable "notify_extra_recipients" {
+  type        = list(string)
+  description = "Addresses that receive every summary email besides the meeting host."
+  default     = []
+}

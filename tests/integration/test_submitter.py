@@ -1,0 +1,250 @@
+"""The pump, the Symbl callback and the reconciler against moto's server and the fake Symbl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.aws_resources import ProvisionedStack
+from sandbox.credentials import SandboxCredentials
+from services.core import aws
+from services.core.recordings import State
+from services.submitter.pump import run_pump
+from services.submitter.reconciler import reconcile
+from tests.conftest import ROOT
+from tests.support.submitter_rig import PumpThreads, SubmitterRig, submitter_rig, two_channel_flac
+
+
+@pytest.fixture(scope="session")
+def flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return two_channel_flac(tmp_path_factory.mktemp("submitter") / "two.flac")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def all_in(rig: SubmitterRig, uuids: list[str], state: State) -> Callable[[], bool]:
+    return lambda: all(s == state for s in rig.states(uuids).values())
+
+
+def notify_messages(stack: ProvisionedStack) -> list[str]:
+    sqs = aws.client("sqs")
+    seen: dict[str, str] = {}
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=stack.queue_urls["notify"], MaxNumberOfMessages=10, VisibilityTimeout=30
+        ).get("Messages", [])
+        if not got:
+            return list(seen.values())
+        for m in got:
+            seen[m["MessageId"]] = json.loads(m["Body"])["meeting_uuid"]
+
+
+def submitted_names(rig: SubmitterRig) -> Counter[str]:
+    return Counter(s.name for s in rig.symbl.submissions)
+
+
+@pytest.mark.parametrize(
+    ("limit", "meetings", "threads", "processes", "job_seconds"),
+    [(2, 40, 4, 2, 0.05), (50, 150, 3, 3, 1.0)],
+)
+def test_parallel_pumps_keep_within_the_limit_and_lose_nothing(
+    stack: ProvisionedStack,
+    credentials: SandboxCredentials,
+    flac: Path,
+    tmp_path: Path,
+    limit: int,
+    meetings: int,
+    threads: int,
+    processes: int,
+    job_seconds: float,
+) -> None:
+    with submitter_rig(stack, credentials, limit=limit, processing_seconds=job_seconds) as rig:
+        uuids = rig.add_merged_meetings(meetings, flac)
+        stop = tmp_path / "stop"
+        env = {
+            **os.environ,
+            **rig.environment(),
+            "PYTHONPATH": str(ROOT),
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+        }
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.support.pump_process", str(stop)], env=env, cwd=ROOT
+            )
+            for _ in range(processes)
+        ]
+        try:
+            with PumpThreads(rig, threads) as running:
+                wait_until(all_in(rig, uuids, State.TRANSCRIBED), 240, "every meeting transcribed")
+        finally:
+            stop.touch()
+            for child in children:
+                child.wait(timeout=60)
+        assert not running.errors
+        assert all(child.returncode == 0 for child in children)
+        assert rig.symbl.max_in_flight <= limit
+        if limit == 2:
+            assert rig.symbl.max_in_flight == limit  # the backlog kept every slot busy
+        names = submitted_names(rig)
+        assert len(names) == meetings and max(names.values()) == 1  # nobody submitted twice
+        assert sorted(notify_messages(stack)) == sorted(uuids)
+        assert rig.slots.view().in_use == 0
+        record = rig.store.require(uuids[0])
+        assert record.symbl_job_id and record.symbl_conversation_id
+        submission = next(s for s in rig.symbl.submissions if s.name == record.topic)
+        assert [c["speaker"] for c in submission.channel_metadata] == [
+            {"name": "Ana Ruiz-Soto", "email": "ana@example.com"},
+            {"name": "Bo"},
+        ]
+
+
+def test_dropped_duplicated_and_reordered_callbacks_and_failed_jobs(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=3) as rig:
+        rig.symbl.drop_webhooks(count=6)
+        rig.symbl.duplicate_webhooks(count=5)
+        rig.symbl.reorder_webhooks(count=3)
+        rig.symbl.webhook_uses_id(count=4)
+        rig.symbl.fail_jobs(count=1, name_pattern=r"-3$")
+        uuids = rig.add_merged_meetings(12, flac)
+        reconciler = rig.reconciler_deps()
+        with PumpThreads(rig, 2):
+
+            def settled() -> bool:
+                # The schedule: the reconciler polls Symbl for jobs whose callback was lost.
+                reconciler.clock = lambda: time.time() + 120
+                reconcile(reconciler)
+                return all_in(rig, uuids, State.TRANSCRIBED)()
+
+            wait_until(settled, 120, "every meeting transcribed despite lost callbacks")
+        names = submitted_names(rig)
+        assert names["Meeting m-3"] == 2  # the failed job was resubmitted once
+        assert all(n == 1 for name, n in names.items() if name != "Meeting m-3")
+        assert sorted(notify_messages(stack)) == sorted(uuids)
+        assert rig.slots.view().in_use == 0
+        assert rig.symbl.max_in_flight <= 3
+
+
+def test_a_job_that_fails_twice_ends_failed_with_its_slot_free(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=2) as rig:
+        rig.symbl.fail_jobs(count=2)
+        [uuid] = rig.add_merged_meetings(1, flac)
+        with PumpThreads(rig, 1):
+            wait_until(all_in(rig, [uuid], State.FAILED), 60, "the meeting failed")
+        record = rig.store.require(uuid)
+        assert record.failed_stage == "transcribe"
+        assert "failed 2 times" in (record.failure_reason or "")
+        assert rig.slots.view().in_use == 0
+        assert notify_messages(stack) == []
+
+
+def test_429_storm_from_another_client_backs_off_and_still_delivers(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=3) as rig:
+        rig.symbl.http_429(count=3)
+        rig.symbl.http_5xx(status=503, endpoint="submit", count=2)
+        uuids = rig.add_merged_meetings(8, flac)
+        slots = rig.slots
+        with PumpThreads(rig, 3):
+            wait_until(lambda: slots.view().backoff_until > 0, 30, "a back-off after the 429")
+            wait_until(all_in(rig, uuids, State.TRANSCRIBED), 180, "every meeting transcribed")
+        assert max(submitted_names(rig).values()) == 1
+        assert rig.symbl.max_in_flight <= 3
+        assert rig.slots.view().in_use == 0
+
+
+def test_pump_killed_after_claiming_is_repaired_by_the_reconciler(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=1) as rig:
+        [uuid] = rig.add_merged_meetings(1, flac)
+        deps = rig.pump_deps()
+        # A pump that dies right after claiming the meeting: its slot and the meeting stay held.
+        claim = deps.slots.acquire(lease_seconds=deps.settings.claim_lease_seconds)
+        assert claim is not None
+        message = aws.client("sqs").receive_message(
+            QueueUrl=stack.queue_urls["submit"], VisibilityTimeout=3600
+        )["Messages"][0]
+        rig.store.transition(uuid, State.MERGED, State.SUBMITTING, updates={"submit_claim": claim})
+        assert run_pump(rig.pump_deps()).stopped_because == "no slot"
+        reconciler = rig.reconciler_deps()
+        reconciler.clock = lambda: time.time() + 3600
+        report = reconcile(reconciler)
+        assert ("interrupted submission requeued", uuid) in report.repairs
+        assert rig.slots.view().in_use == 0
+        with PumpThreads(rig, 1):
+            wait_until(all_in(rig, [uuid], State.TRANSCRIBED), 60, "the meeting transcribed")
+        assert submitted_names(rig)["Meeting m-0"] == 1
+        assert message["MessageId"]
+
+
+def test_callback_rejects_wrong_secret_unknown_job_and_malformed_bodies(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=2, processing_seconds=30) as rig:
+        [uuid] = rig.add_merged_meetings(1, flac)
+        report = run_pump(rig.pump_deps())
+        assert report.submitted == [uuid]
+        record = rig.store.require(uuid)
+        job = record.symbl_job_id
+        before = record.model_dump()
+        url = f"{rig.api_url}/symbl/callback"
+        wrong = requests.post(
+            f"{url}/not-the-secret", json={"jobId": job, "status": "completed"}, timeout=5
+        )
+        unknown = requests.post(f"{url}/whatever", json={"jobId": "no-such-job"}, timeout=5)
+        malformed = requests.post(f"{url}/whatever", data=b"{nope", timeout=5)
+        missing = requests.post(f"{url}/whatever", json={"status": "completed"}, timeout=5)
+        assert (wrong.status_code, unknown.status_code) == (404, 404)
+        assert wrong.json() == unknown.json()  # nothing tells the two apart
+        assert (malformed.status_code, missing.status_code) == (400, 400)
+        assert rig.store.require(uuid).model_dump() == before
+        assert rig.slots.view().in_use == 1
+
+
+def test_callback_with_id_instead_of_job_id_settles_the_job(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    # Slow enough that the pump's own check after submitting finds the job still running.
+    with submitter_rig(stack, credentials, limit=2, processing_seconds=1.0) as rig:
+        rig.symbl.webhook_uses_id(count=10)
+        [uuid] = rig.add_merged_meetings(1, flac)
+        assert run_pump(rig.pump_deps()).submitted == [uuid]
+        wait_until(all_in(rig, [uuid], State.TRANSCRIBED), 30, "the callback to settle the job")
+        assert any(
+            "id" in a.payload and "jobId" not in a.payload for a in rig.symbl.webhook_attempts
+        )
+        assert rig.slots.view().in_use == 0
+
+
+def test_meeting_longer_than_four_hours_fails_with_the_reason(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=2) as rig:
+        [uuid] = rig.add_merged_meetings(1, flac)
+        rig.store.update_fields(uuid, State.MERGED, {"merged_seconds": 4 * 3600 + 1.0})
+        run_pump(rig.pump_deps())
+        record = rig.store.require(uuid)
+        assert record.state == State.FAILED
+        assert "at most 14400 s" in (record.failure_reason or "")
+        assert rig.symbl.submissions == []
