@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_STAMP := $(VENV)/.installed
 SYS_STAMP := .cache/system-packages.stamp
-DEBIAN_PACKAGES := ffmpeg espeak-ng
+# ffmpeg/ffprobe (the merger, the fakes), espeak-ng (synthetic speech), chromium (browser tests)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -21,6 +21,7 @@ $(SYS_STAMP):
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
@@ -49,6 +50,20 @@ test-unit: setup ## Unit tier only (no network)
 test-integration: setup ## Integration tier (moto server, real ffmpeg, fakes on loopback)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+.PHONY: test-e2e
+test-e2e: setup ## End-to-end tier (the whole pipeline on the local stack)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: test-localstack
+test-localstack: setup ## e2e tier against a LocalStack at AWS_ENDPOINT_URL, if one answers
+	@if $(PY) -c "import os,sys,urllib.request; u=os.environ.get('AWS_ENDPOINT_URL'); \
+	  sys.exit(0 if u and urllib.request.urlopen(u + '/_localstack/health', timeout=3).status == 200 else 1)" 2>/dev/null; then \
+	  $(PY) -m pytest tests/e2e $(PYTEST_ARGS); \
+	else \
+	  echo "test-localstack: SKIPPED: no LocalStack answers at AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-(unset)}."; \
+	  echo "  LocalStack needs Docker (and an account token); start it, export AWS_ENDPOINT_URL, run again."; \
+	fi
+
 .PHONY: lint
 lint: setup ## ruff, ruff format --check, mypy on services/, then checkov, terraform fmt, hadolint
 	$(VENV)/bin/ruff check .
@@ -68,6 +83,20 @@ demo: setup ## A synthetic meeting through the pipeline on the local stack
 .PHONY: bench
 bench: setup ## Benchmarks: ratios against a baseline measured in the same run
 	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
+
+IMAGE_TAG ?= local
+.PHONY: build
+build: ## Build the Lambda images (one per service) and the Fargate task image
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "build: no Docker engine answers here (docker info failed); nothing built."; \
+	  echo "  Run 'make build' where Docker runs, then push as terraform/README.md says."; \
+	  exit 0; \
+	fi; \
+	for service in webhook merger submitter notifier; do \
+	  docker build -f docker/lambda.Dockerfile --build-arg SERVICE=$$service \
+	    -t zoom-symbl-insights/$$service:$(IMAGE_TAG) . || exit 1; \
+	done; \
+	docker build -f docker/task.Dockerfile -t zoom-symbl-insights/merger-task:$(IMAGE_TAG) .
 
 .PHONY: constraints
 constraints: ## Re-pin constraints.txt from the current .venv

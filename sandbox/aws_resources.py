@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from services.core import aws
 from services.core.recordings import STATE_INDEX, SYMBL_JOB_INDEX, TTL_ATTRIBUTE
 
@@ -81,6 +83,14 @@ class StackNames:
     def function(self, service: str) -> str:
         return f"{self.prefix}-{service}"
 
+    @property
+    def ses_configuration_set(self) -> str:
+        return f"{self.prefix}-insights"
+
+    @property
+    def operator_topic(self) -> str:
+        return f"{self.prefix}-alerts"
+
 
 STAGES = ("merge", "submit", "notify")
 # Secret values: the Zoom webhook token and the link-signing key are plain strings; Zoom's S2S
@@ -93,12 +103,17 @@ SECRET_NAMES = (
 )
 
 
+# The SES identity (a domain) the local stack's sender belongs to.
+SES_IDENTITY = "insights.example.com"
+
+
 @dataclass(frozen=True)
 class ProvisionedStack:
     names: StackNames
     queue_urls: dict[str, str]
     dlq_urls: dict[str, str]
     secret_arns: dict[str, str]
+    operator_topic_arn: str = ""
 
     def service_environment(self) -> dict[str, str]:
         """The environment variables the services read, as the Terraform sets them."""
@@ -114,13 +129,19 @@ class ProvisionedStack:
             "ZOOM_S2S_SECRET_ARN": self.secret_arns["zoom-s2s-credentials"],
             "SYMBL_CREDENTIALS_SECRET_ARN": self.secret_arns["symbl-credentials"],
             "LINK_SIGNING_KEY_SECRET_ARN": self.secret_arns["link-signing-key"],
+            "SES_CONFIGURATION_SET": self.names.ses_configuration_set,
+            "OPERATOR_TOPIC_ARN": self.operator_topic_arn,
         }
 
 
 def provision(names: StackNames, secret_values: dict[str, str]) -> ProvisionedStack:
     """Create (or find) every resource; idempotent so a kept stack can be reused."""
     dynamodb = aws.client("dynamodb")
-    existing = dynamodb.list_tables()["TableNames"]
+    existing = {
+        name
+        for page in dynamodb.get_paginator("list_tables").paginate()
+        for name in page["TableNames"]
+    }
     if names.recordings_table not in existing:
         dynamodb.create_table(TableName=names.recordings_table, **RECORDINGS_TABLE_SCHEMA)
         dynamodb.get_waiter("table_exists").wait(TableName=names.recordings_table)
@@ -180,4 +201,15 @@ def provision(names: StackNames, secret_values: dict[str, str]) -> ProvisionedSt
             secret_arns[key] = secrets.create_secret(Name=name, SecretString=value)["ARN"]
         except secrets.exceptions.ResourceExistsException:
             secret_arns[key] = secrets.put_secret_value(SecretId=name, SecretString=value)["ARN"]
-    return ProvisionedStack(names, queue_urls, dlq_urls, secret_arns)
+    sesv2 = aws.client("sesv2")
+    identities = {i["IdentityName"] for i in sesv2.list_email_identities()["EmailIdentities"]}
+    if SES_IDENTITY not in identities:
+        sesv2.create_email_identity(EmailIdentity=SES_IDENTITY)
+    try:
+        sesv2.create_configuration_set(ConfigurationSetName=names.ses_configuration_set)
+    except ClientError as e:
+        # moto answers ConfigurationSetAlreadyExistsException, SES AlreadyExistsException.
+        if "AlreadyExists" not in aws.error_code(e):
+            raise
+    topic = aws.client("sns").create_topic(Name=names.operator_topic)["TopicArn"]
+    return ProvisionedStack(names, queue_urls, dlq_urls, secret_arns, topic)

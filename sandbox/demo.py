@@ -1,133 +1,251 @@
-"""`make demo`: one meeting through the pipeline on the local stack.
+"""`make demo`: synthetic meetings through the whole pipeline on the local stack.
 
-Starts moto's server as AWS, provisions the resources, serves the webhook app on a loopback port
-(API Gateway's role), has "Zoom" validate the endpoint and deliver a signed `recording.completed`,
-then shows the recording item and the queued merge request.
+Zoom and Symbl are fakes on loopback and AWS is moto's server; everything else is the product's
+own code, driven by the triggers AWS would fire (see `sandbox/runner.py`). Each meeting has real
+speech (espeak-ng) from speakers who join at different times; the fake Symbl transcribes each
+channel by asking what that channel's speaker was scripted to say at that moment, so a channel
+given to the wrong person or shifted in time would show up as wrong text in the email.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
+import email
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from email import policy
+from pathlib import Path
 
-from sandbox.aws_resources import StackNames, provision
-from sandbox.credentials import SandboxCredentials
-from sandbox.http_server import LoopbackServer
-from sandbox.local_aws import LocalAws
+from sandbox.runner import ROOT, LocalStack, StackOptions
+from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
 from sandbox.zoom_webhook_sender import ZoomWebhookSender
 from services.core import aws
 from services.core.observability import logger
-from services.core.recordings import RecordingStore, State
-from services.core.settings import WebhookSettings, settings_from
-from services.webhook.app import build_deps, create_app
+from services.core.recordings import TERMINAL_STATES, RecordingStore, State
+
+STAGES = [s.value for s in State if s not in (State.FAILED, State.SKIPPED)]
+SPEAKER_NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård", "Kwame Mensah", "李雷", "Priya Nair"]
 
 
-def demo_event(now: datetime) -> dict[str, Any]:
-    """A `recording.completed` for a three-person meeting that ended a minute ago."""
-    uuid = secrets.token_urlsafe(16)[:22] + "=="
-    start = now - timedelta(minutes=3)
-    speakers = [("Ana Ruiz-Soto", 0), ("Bo Chen", 12), ("Zoë Ødegård", 31)]
-    files = [
-        {
-            "id": f"p-{i + 1}",
-            "recording_start": (start + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "recording_end": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "file_name": f"Audio only - {name}",
-            "file_type": "M4A",
-            "file_extension": "M4A",
-            "file_size": 480_000,
-            "download_url": f"http://127.0.0.1/rec/webhook_download/p-{i + 1}",
-            "status": "completed",
-        }
-        for i, (name, offset) in enumerate(speakers)
-    ]
-    return {
-        "event": "recording.completed",
-        "event_ts": int(now.timestamp() * 1000),
-        "download_token": "demo-download-token",
-        "payload": {
-            "account_id": "demo-account",
-            "object": {
-                "uuid": uuid,
-                "id": 81234567890,
-                "account_id": "demo-account",
-                "host_id": "demo-host",
-                "host_email": "host@example.com",
-                "topic": "Demo: quarterly planning",
-                "type": 2,
-                "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "timezone": "Europe/Madrid",
-                "duration": 2,
-                "recording_files": [],
-                "participant_audio_files": files,
-            },
-        },
-    }
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--meetings", type=int, default=1, help="how many meetings (default 1)")
+    parser.add_argument("--speakers", type=int, default=3, help="speakers per meeting (2-6)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="meeting length (default 2)")
+    parser.add_argument(
+        "--symbl-limit",
+        type=int,
+        default=2,
+        help="the fake Symbl's concurrent-job limit (default 2, a trial account)",
+    )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="inject faults: Zoom 5xx and cut downloads, duplicate webhooks, "
+        "Symbl 429s, dropped and duplicated Symbl callbacks",
+    )
+    parser.add_argument(
+        "--keep-running", action="store_true", help="keep the stack up afterwards (Ctrl-C stops it)"
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="give up after (seconds)")
+    parser.add_argument("--out", type=Path, default=ROOT / ".demo", help="where results go")
+    parser.add_argument("--verbose", action="store_true", help="show the services' JSON logs")
+    args = parser.parse_args(argv)
+    if not 2 <= args.speakers <= len(SPEAKER_NAMES):
+        parser.error(f"--speakers must be between 2 and {len(SPEAKER_NAMES)}")
+    if args.meetings < 1 or args.symbl_limit < 1:
+        parser.error("--meetings and --symbl-limit must be at least 1")
+    return args
+
+
+def synthesize(args: argparse.Namespace, stack: LocalStack) -> list[SyntheticMeeting]:
+    meetings = []
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=args.minutes + 5)
+    for i in range(args.meetings):
+        meeting = synthesize_meeting(
+            speakers=SPEAKER_NAMES[: args.speakers],
+            duration_s=args.minutes * 60,
+            seed=100 + i,
+            workdir=ROOT / ".cache" / "synth",
+            topic=f"Demo {i + 1}: quarterly planning ({started:%H%M%S}-{i})",
+            start_time=started + timedelta(minutes=i),
+            registry=stack.registry,
+        )
+        meetings.append(replace(meeting, account_id=stack.zoom.account_id))
+    return meetings
+
+
+def inject_faults(stack: LocalStack, meetings: list[SyntheticMeeting]) -> None:
+    first = meetings[0].participants
+    stack.zoom.inject("http_500", file_id=first[0].audio.file_id, times=2)
+    stack.zoom.inject("cut_body", file_id=first[1].audio.file_id, times=1, cut_after=40_000)
+    stack.symbl.http_429(count=2)
+    stack.symbl.drop_webhooks(count=2)
+    stack.symbl.duplicate_webhooks(count=3)
+
+
+def follow(stack: LocalStack, uuids: dict[str, str], timeout: float) -> dict[str, State]:
+    """Print each meeting's progress through the states until all are terminal."""
+    store = RecordingStore(stack.stack.names.recordings_table)
+    started = time.monotonic()
+    last: dict[str, State | None] = dict.fromkeys(uuids)
+    while True:
+        elapsed = time.monotonic() - started
+        states = {uuid: store.require(uuid).state for uuid in uuids}
+        for uuid, state in states.items():
+            if state != last[uuid]:
+                label = uuids[uuid]
+                step = STAGES.index(state.value) + 1 if state.value in STAGES else len(STAGES)
+                bar = "#" * step + "." * (len(STAGES) - step)
+                print(f"  {elapsed:6.1f}s  [{bar}] {state.value:<12} {label}", flush=True)
+                last[uuid] = state
+        if all(s in TERMINAL_STATES for s in states.values()) or elapsed > timeout:
+            return states
+        time.sleep(0.5)
+
+
+def save_results(stack: LocalStack, uuids: dict[str, str], out: Path) -> list[str]:
+    """Write each meeting's email (.eml, .html), insights JSON and page; return page URLs."""
+    store = RecordingStore(stack.stack.names.recordings_table)
+    emails = stack.sent_emails()
+    urls = []
+    for uuid, label in uuids.items():
+        recording = store.require(uuid)
+        folder = out / f"meeting-{list(uuids).index(uuid) + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if recording.insights_key:
+            body = (
+                aws.client("s3")
+                .get_object(Bucket=stack.stack.names.media_bucket, Key=recording.insights_key)[
+                    "Body"
+                ]
+                .read()
+            )
+            (folder / "insights.json").write_bytes(body)
+        for sent in emails:
+            raw = sent.get("raw_data")
+            if not raw or recording.topic not in _subject(raw):
+                continue
+            (folder / "email.eml").write_text(raw, encoding="utf-8")
+            message = email.message_from_bytes(raw.encode(), policy=policy.default)
+            html = message.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
+            if html is not None:
+                (folder / "email.html").write_text(html.get_content(), encoding="utf-8")
+                link = _page_link(html.get_content(), stack.api.url)
+                if link:
+                    import requests
+
+                    page = requests.get(link, timeout=10)
+                    (folder / "page.html").write_text(page.text, encoding="utf-8")
+                    urls.append(link)
+        print(
+            f"\n{label}: {recording.state.value}"
+            + (
+                f" ({recording.failed_stage}: {recording.failure_reason})"
+                if recording.state == State.FAILED
+                else ""
+            )
+        )
+        for name in ("email.eml", "email.html", "insights.json", "page.html"):
+            path = folder / name
+            if path.exists():
+                print(
+                    f"  {name:<14} {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+                )
+    return urls
+
+
+def _subject(raw: str) -> str:
+    message = email.message_from_bytes(raw.encode(), policy=policy.default)
+    return str(message.get("Subject", ""))
+
+
+def _page_link(html: str, api_url: str) -> str | None:
+    start = html.find(f"{api_url}/meetings/")
+    if start < 0:
+        return None
+    end = html.find('"', start)
+    return html[start:end].replace("&amp;", "&")
 
 
 def run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    credentials = SandboxCredentials()
-    webhook_secret = credentials.zoom_webhook_secret
-    with LocalAws() as local:
-        print(f"AWS (moto server)      {local.endpoint_url}")
-        stack = provision(StackNames("demo"), credentials.secret_values())
-        env = stack.service_environment()
-        settings = settings_from(WebhookSettings, env)
-        with LoopbackServer(create_app(build_deps(settings))) as api:
-            url = f"{api.url}/zoom/webhook"
-            print(f"webhook (API Gateway)  {url}")
-            zoom = ZoomWebhookSender(url, webhook_secret, time_scale=0.001)
-            if not zoom.validate_endpoint():
-                print("FAILED: the endpoint did not pass Zoom's URL validation")
-                return 1
-            print("Zoom URL validation    passed")
-            event = demo_event(datetime.now(UTC))
-            uuid = event["payload"]["object"]["uuid"]
-            result = zoom.deliver(event)
-            print(
-                f"recording.completed    HTTP {result.statuses[-1]}, {result.attempts} attempt(s)"
-            )
-            duplicate = zoom.deliver(event)
-            print(f"duplicate delivery     HTTP {duplicate.statuses[-1]} (recorded once)")
-
-        recording = RecordingStore(settings.recordings_table).require(uuid)
-        print(f"\nrecording {uuid}: {recording.state.value}")
-        print(f"  topic    {recording.topic}")
-        print(f"  started  {recording.start_time} ({recording.timezone})")
-        for track in recording.tracks:
-            print(f"  speaker  {track.name:<16} joined {track.recording_start}")
-        received = (
-            aws.client("sqs")
-            .receive_message(QueueUrl=stack.queue_urls["merge"], MaxNumberOfMessages=10)
-            .get("Messages", [])
-        )
-        print(f"\nmerge queue: {len(received)} message(s)")
-        for message in received:
-            body = json.loads(message["Body"])
-            shown = {k: ("<redacted>" if k == "download_token" else v) for k, v in body.items()}
-            print(f"  {json.dumps(shown, ensure_ascii=False)}")
-        ok = recording.state == State.RECEIVED and len(received) == 1
+    began = time.monotonic()
+    options = StackOptions(
+        prefix="demo",
+        symbl_limit=args.symbl_limit,
+        workdir=args.out / "work",
+        reconcile_every_seconds=5.0,
+    )
+    with LocalStack(options) as stack:
+        print(f"AWS (moto server)        {stack.aws.endpoint_url}")
+        print(f"API (webhook app)        {stack.api.url}")
         print(
-            "\nThe meeting is recorded once and waits in RECEIVED for the merge stage, which is"
-            " not built yet: next come the merger (audio download and multichannel merge), the"
-            " Symbl submitter, and the notifier."
+            f"fake Zoom / fake Symbl   {stack.zoom_server.url} / {stack.symbl_server.url}"
+            f" (Symbl limit {args.symbl_limit})"
         )
-        print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
-        return 0 if ok else 1
+        print(
+            f"\nsynthesising {args.meetings} meeting(s), {args.speakers} speakers,"
+            f" {args.minutes:g} min (espeak-ng; cached after the first run)...",
+            flush=True,
+        )
+        meetings = synthesize(args, stack)
+        zoom = ZoomWebhookSender(
+            f"{stack.api.url}/zoom/webhook", stack.credentials.zoom_webhook_secret, time_scale=0.001
+        )
+        if not zoom.validate_endpoint():
+            print("FAILED: the webhook did not pass Zoom's URL validation")
+            return 1
+        if args.faults:
+            inject_faults(stack, meetings)
+        uuids: dict[str, str] = {}
+        for meeting in meetings:
+            stack.zoom.add_meeting(meeting)
+            token = stack.zoom.make_download_token(meeting)
+            event = build_recording_completed(
+                meeting, base_url=stack.zoom_server.url, download_token=token
+            )
+            delivered = zoom.deliver(event)
+            if args.faults:
+                zoom.deliver(event)  # Zoom sometimes delivers twice
+            uuids[meeting.uuid] = meeting.topic
+            print(
+                f"Zoom → recording.completed for {meeting.topic!r}: HTTP {delivered.statuses[-1]}"
+            )
+        print("\nfollowing the meetings through the pipeline:")
+        states = follow(stack, uuids, args.timeout)
+        urls = save_results(stack, uuids, args.out)
+        notified = sum(1 for s in states.values() if s == State.NOTIFIED)
+        print(
+            f"\n{notified}/{len(states)} meeting(s) NOTIFIED in {time.monotonic() - began:.0f} s;"
+            f" Symbl never had more than {stack.symbl.max_in_flight} job(s) in flight"
+            f" (limit {args.symbl_limit})."
+        )
+        print("Zoom and Symbl were fakes on loopback; AWS was moto's server.")
+        if args.keep_running and urls:
+            print("\nThe stack stays up; open the insights page while it runs:")
+            for url in urls:
+                print(f"  {url}")
+            print("Ctrl-C stops it.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        elif urls:
+            print("(the page URL works while the stack runs: make demo DEMO_ARGS=--keep-running)")
+        return 0 if notified == len(states) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__)
-    parser.add_argument("--verbose", action="store_true", help="show the services' JSON logs")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     if not args.verbose:
-        logger.setLevel("WARNING")
+        logger.setLevel("ERROR")
     return run(args)
 
 

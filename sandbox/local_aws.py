@@ -55,6 +55,31 @@ def serialized_moto_app() -> Any:
     return serialized
 
 
+def sent_emails(region: str = DEFAULT_REGION) -> list[dict[str, Any]]:
+    """What SES sent, read from moto's own SES backend (the server runs in this process).
+
+    Each entry has `raw_data` (the MIME message) for raw sends, or `subject`/`body` for simple
+    ones, plus `source` and `destinations`. moto's `/moto-api/data.json` would serve the same,
+    but it fails outright when any S3 object in the backend cannot be described.
+    """
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    messages = []
+    for message in ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages:
+        messages.append(
+            {
+                key: getattr(message, key)
+                for key in ("id", "source", "destinations", "subject", "body", "raw_data")
+                if hasattr(message, key)
+            }
+        )
+    return messages
+
+
+_IN_PROCESS_ENDPOINTS: set[str] = set()
+
+
 class LocalAws:
     def __init__(self, endpoint_url: str | None = None, region: str = DEFAULT_REGION) -> None:
         self.endpoint_url = endpoint_url
@@ -69,6 +94,7 @@ class LocalAws:
             server = LoopbackServer(serialized_moto_app()).start()
             self._server = server
             self.endpoint_url = server.url
+            _IN_PROCESS_ENDPOINTS.add(server.url)
         self.env = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
@@ -82,8 +108,15 @@ class LocalAws:
         aws.reset_clients()
         return self
 
+    @property
+    def started_server(self) -> bool:
+        """True when moto's server at this endpoint runs in this process (its state can be read
+        directly), whether this instance or an outer one (a test session's) started it."""
+        return self.endpoint_url in _IN_PROCESS_ENDPOINTS
+
     def stop(self) -> None:
         if self._server is not None:
+            _IN_PROCESS_ENDPOINTS.discard(self._server.url)
             self._server.stop()
             self._server = None
         for key, value in self._saved_env.items():

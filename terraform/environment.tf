@@ -10,8 +10,10 @@
 #   merger_task_environment      MergerSettings (Fargate task)
 #   pump_environment             SubmitterSettings
 #   reconciler_environment       ReconcilerSettings
-#   notifier_environment         NotifierSettings   - not in code yet: PROVISIONAL names
+#   notifier_environment         NotifierSettings
 #
+# Optional fields are set only where the deployment wants something other than the code's default
+# (or where the value must follow another setting, such as a queue's redrive limit).
 # Values are names, ARNs and URLs only; secrets are read from Secrets Manager by ARN.
 
 locals {
@@ -28,6 +30,9 @@ locals {
     SUBMIT_QUEUE_URL             = module.submit_queue.url
     NOTIFY_QUEUE_URL             = module.notify_queue.url
     PUMP_FUNCTION_NAME           = module.pump.function_name
+    # The insights page (GET /meetings/{uuid}): checks the signed link, reads insights/ objects.
+    MEDIA_BUCKET                = aws_s3_bucket.media.bucket
+    LINK_SIGNING_KEY_SECRET_ARN = aws_secretsmanager_secret.this["link-signing-key"].arn
   }
 
   merger_environment = {
@@ -76,6 +81,11 @@ locals {
     MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
     SYMBL_CONCURRENCY_LIMIT      = tostring(var.symbl_concurrency_limit)
     CALLBACK_BASE_URL            = aws_apigatewayv2_api.http.api_endpoint
+    # A job that ends before the pump has recorded it is settled by the pump itself: it queues the
+    # notification (or the resubmission) and starts another pump for the freed slot. The pump's
+    # own name is a local: module.pump.function_name here would be a dependency cycle.
+    NOTIFY_QUEUE_URL   = module.notify_queue.url
+    PUMP_FUNCTION_NAME = local.pump_function_name
     # The pump starts no new submission after this; the rest of its 60-s timeout is for the last
     # one (the Symbl client retries within 30 s). Nudges and the one-minute schedule start it again.
     PUMP_MAX_SECONDS = tostring(local.function_timeouts.pump - 40)
@@ -99,7 +109,6 @@ locals {
     ECS_CLUSTER                  = aws_ecs_cluster.this.arn
   }
 
-  # PROVISIONAL until NotifierSettings exists: rename to the fields it reads.
   notifier_environment = {
     POWERTOOLS_SERVICE_NAME      = local.service_names.notifier
     POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
@@ -109,10 +118,12 @@ locals {
     SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
     MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
     LINK_SIGNING_KEY_SECRET_ARN  = aws_secretsmanager_secret.this["link-signing-key"].arn
-    PUBLIC_BASE_URL              = aws_apigatewayv2_api.http.api_endpoint # insights page: <base>/meetings/<uuid>
-    SES_FROM_ADDRESS             = var.email_from_address
+    NOTIFY_QUEUE_URL             = module.notify_queue.url
+    MAX_RECEIVE_COUNT            = tostring(local.max_receive_count) # the notify queue's redrive limit
+    SES_SENDER                   = var.email_from_address
     SES_CONFIGURATION_SET        = aws_sesv2_configuration_set.this.configuration_set_name
-    NOTIFY_EXTRA_RECIPIENTS      = join(",", var.notify_extra_recipients)
-    ALERTS_TOPIC_ARN             = aws_sns_topic.alerts.arn
+    EXTRA_RECIPIENTS             = join(",", var.notify_extra_recipients)
+    INSIGHTS_PAGE_BASE_URL       = aws_apigatewayv2_api.http.api_endpoint # page links: <base>/meetings/<uuid>?token=...
+    OPERATOR_TOPIC_ARN           = aws_sns_topic.alerts.arn
   }
 }

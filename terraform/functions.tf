@@ -62,7 +62,7 @@ module "merger" {
 module "pump" {
   source = "./modules/lambda_service"
 
-  function_name        = "${var.name_prefix}-pump"
+  function_name        = local.pump_function_name
   description          = "Submitter pump: holds a Symbl slot per job, submits merged files from the submit queue"
   image_uri            = local.image_uris["submitter"]
   image_command        = ["services.submitter.handler.pump_handler"]
@@ -84,6 +84,8 @@ module "pump" {
     "symbl-slots"      = data.aws_iam_policy_document.pump_symbl_slots.json
     "presign-merged"   = data.aws_iam_policy_document.pump_presign_merged.json
     "read-secrets"     = data.aws_iam_policy_document.pump_read_secrets.json
+    "enqueue-stages"   = data.aws_iam_policy_document.pump_enqueue_stages.json
+    "nudge-pump"       = data.aws_iam_policy_document.pump_nudge_pump.json
   }
 }
 
@@ -142,6 +144,7 @@ module "notifier" {
     "send-email"       = data.aws_iam_policy_document.notifier_send_email.json
     "alert-operators"  = data.aws_iam_policy_document.notifier_alert_operators.json
     "read-secrets"     = data.aws_iam_policy_document.notifier_read_secrets.json
+    "enqueue-notify"   = data.aws_iam_policy_document.notifier_enqueue_notify.json
   }
 }
 

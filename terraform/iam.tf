@@ -1,7 +1,10 @@
 # What each function and the merge task may do: one policy document per capability per service,
 # on exact resources. The Lambda module adds "write-logs" (its own log group) and, for an SQS
-# trigger, "consume-queue" (receive/delete/change visibility on that queue only). Based on
-# DESIGN.md §4; checked against recorded AWS calls when the services land.
+# trigger, "consume-queue" (receive/delete/change visibility on that queue only).
+#
+# Held to the code by tests/e2e/test_least_privilege.py: it records every AWS call each service
+# makes in the integration and e2e tiers and fails when a call is not allowed here, or when an
+# action here is never called and is not in its list of deliberate exceptions (with reasons).
 
 locals {
   recordings_table_resources = [aws_dynamodb_table.recordings.arn, "${aws_dynamodb_table.recordings.arn}/index/*"]
@@ -24,8 +27,8 @@ data "aws_iam_policy_document" "webhook_recordings_table" {
 data "aws_iam_policy_document" "webhook_symbl_slots" {
   statement {
     sid = "ReleaseSlotOnCallback"
-    # PutItem: the slot pool creates its item if absent (conditional put).
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # Releasing only: PutItem because the slot pool creates its item if absent (conditional put).
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.slots.arn]
   }
 }
@@ -40,9 +43,13 @@ data "aws_iam_policy_document" "webhook_enqueue_stages" {
 
 data "aws_iam_policy_document" "webhook_read_secrets" {
   statement {
-    sid       = "ReadWebhookSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.secret_arns["zoom-webhook-secret-token"], local.secret_arns["symbl-credentials"]]
+    sid     = "ReadWebhookSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = [
+      local.secret_arns["zoom-webhook-secret-token"], # Zoom signatures
+      local.secret_arns["symbl-credentials"],         # the callback confirms the job's status
+      local.secret_arns["link-signing-key"],          # the insights page checks its link
+    ]
   }
 }
 
@@ -54,7 +61,7 @@ data "aws_iam_policy_document" "webhook_nudge_pump" {
   }
 }
 
-# For the insights page (GET /meetings/{uuid}); it will also need the link-signing key.
+# The insights page (GET /meetings/{uuid}) renders the stored insights document.
 data "aws_iam_policy_document" "webhook_read_insights" {
   statement {
     sid       = "ReadInsights"
@@ -70,29 +77,36 @@ data "aws_iam_policy_document" "webhook_read_insights" {
 data "aws_iam_policy_document" "merger_recordings_table" {
   statement {
     sid       = "ReadAndAdvanceMeetings"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
-    resources = local.recordings_table_resources
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.recordings.arn]
   }
 }
 
 data "aws_iam_policy_document" "merger_media_audio" {
+  # HEAD (is a download already there?) and the presigned URLs ffmpeg reads the tracks from.
   statement {
-    sid = "ReadWriteAudio"
+    sid       = "ReadParticipantAudio"
+    actions   = ["s3:GetObject"]
+    resources = [local.media_object_arn.raw]
+  }
+
+  statement {
+    sid = "WriteParticipantAndMergedAudio"
     # PutObject covers CreateMultipartUpload, UploadPart and CompleteMultipartUpload.
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
     resources = [local.media_object_arn.raw, local.media_object_arn.merged]
   }
 
-  # So that a HEAD on a key not written yet answers 404 (absent), not 403.
+  # So that a HEAD on a participant file not downloaded yet answers 404 (absent), not 403.
   statement {
-    sid       = "ListAudioPrefixes"
+    sid       = "ListParticipantAudio"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.media.arn]
 
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.media_prefixes.raw}*", "${local.media_prefixes.merged}*"]
+      values   = ["${local.media_prefixes.raw}*"]
     }
   }
 }
@@ -151,10 +165,12 @@ data "aws_iam_policy_document" "merger_nudge_pump" {
 # pump
 # ---------------------------------------------------------------------------------------------
 
+# The pump receives from the submit queue itself (no event source mapping, so no
+# GetQueueAttributes); ChangeMessageVisibility defers a message it cannot act on yet.
 data "aws_iam_policy_document" "pump_dequeue_submit" {
   statement {
     sid       = "ReceiveAndDeleteSubmissions"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
     resources = [module.submit_queue.arn]
   }
 }
@@ -162,8 +178,8 @@ data "aws_iam_policy_document" "pump_dequeue_submit" {
 data "aws_iam_policy_document" "pump_recordings_table" {
   statement {
     sid       = "ReadAndAdvanceMeetings"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]
-    resources = local.recordings_table_resources
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.recordings.arn]
   }
 }
 
@@ -188,6 +204,26 @@ data "aws_iam_policy_document" "pump_read_secrets" {
     sid       = "ReadSymblCredentials"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [local.secret_arns["symbl-credentials"]]
+  }
+}
+
+# A job that ended before the pump recorded it (its callback found nothing) is settled by the
+# pump as the callback would have: notify, or submit again after a failed job.
+data "aws_iam_policy_document" "pump_enqueue_stages" {
+  statement {
+    sid       = "EnqueueNotifyAndResubmit"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.submit_queue.arn, module.notify_queue.arn]
+  }
+}
+
+# ... and starts another pump for the slot it freed. The ARN is built from the name: referring to
+# module.pump from the pump's own policy would be a dependency cycle.
+data "aws_iam_policy_document" "pump_nudge_pump" {
+  statement {
+    sid       = "StartAnotherPump"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [local.pump_function_arn]
   }
 }
 
@@ -256,19 +292,32 @@ data "aws_iam_policy_document" "notifier_recordings_table" {
   }
 }
 
+# Writes only: the notifier never reads a stored document back (the webhook's page does).
 data "aws_iam_policy_document" "notifier_store_insights" {
   statement {
-    sid       = "ReadWriteInsights"
-    actions   = ["s3:GetObject", "s3:PutObject"]
+    sid       = "WriteInsights"
+    actions   = ["s3:PutObject"]
     resources = [local.media_object_arn.insights]
   }
 }
 
+# SES API v2 SendEmail with raw MIME content (HTML + text): SES authorizes it as ses:SendEmail and
+# ses:SendRawEmail, on the identity and on the configuration set it names.
 data "aws_iam_policy_document" "notifier_send_email" {
   statement {
     sid       = "SendWithOurIdentityAndConfigurationSet"
-    actions   = ["ses:SendEmail"]
+    actions   = ["ses:SendEmail", "ses:SendRawEmail"]
     resources = [aws_sesv2_email_identity.sender.arn, aws_sesv2_configuration_set.this.arn]
+  }
+}
+
+# A summary Symbl has not finished yet is looked at again through a delayed notify request; a
+# failure notice SNS did not take is retried the same way.
+data "aws_iam_policy_document" "notifier_enqueue_notify" {
+  statement {
+    sid       = "RequeueNotifyRequests"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.notify_queue.arn]
   }
 }
 

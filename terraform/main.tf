@@ -38,6 +38,12 @@ locals {
     notifier   = "${var.name_prefix}-notifier"
   }
 
+  # The pump's function name and ARN, known before the function exists: the pump's own
+  # environment (PUMP_FUNCTION_NAME) and policy (it starts another pump) name it, and referring to
+  # module.pump from the pump's own inputs would be a dependency cycle.
+  pump_function_name = "${var.name_prefix}-pump"
+  pump_function_arn  = "arn:${local.partition}:lambda:${local.region}:${local.account_id}:function:${local.pump_function_name}"
+
   # Function timeouts in seconds: the webhook answers Zoom within milliseconds (Zoom gives up
   # after 3 s); the merger may run a whole inline merge (Lambda's maximum); the pump submits for
   # PUMP_MAX_SECONDS and is started again by nudges and the schedule; the reconciler asks Symbl

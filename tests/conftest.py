@@ -49,3 +49,10 @@ def unique_prefix() -> str:
 def artifacts_dir() -> Iterator[Path]:
     ARTIFACTS.mkdir(exist_ok=True)
     yield ARTIFACTS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record every AWS call the services make (tests/e2e/test_least_privilege.py checks them)."""
+    from tests.support import aws_calls
+
+    aws_calls.pytest_configure(config)

@@ -35,7 +35,18 @@ class SymblSettings(BaseSettings):
     symbl_credentials_secret_arn: str = Field(min_length=1)
 
 
-class WebhookSettings(CoreSettings, SymblSettings):
+class InsightsPageSettings(BaseSettings):
+    """Signed links to a meeting's insights page: the notifier mints them, the webhook checks
+    them and serves the page from the stored insights JSON. The secret is a plain string."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    media_bucket: str = Field(min_length=3)
+    link_signing_key_secret_arn: str = Field(min_length=1)
+    insights_link_lifetime_days: int = Field(default=30, ge=1, le=365)
+
+
+class WebhookSettings(CoreSettings, SymblSettings, InsightsPageSettings):
     """The HTTP entry: Zoom webhook intake and the Symbl job callback."""
 
     merge_queue_url: str = Field(min_length=1)
@@ -118,12 +129,14 @@ class ReconcilerSettings(SubmitterSettings):
 
     merge_queue_url: str = Field(min_length=1)
     stage_attempts: int = Field(default=3, ge=1, le=10)
-    merge_stuck_seconds: int = Field(default=3 * 3600, ge=60)
-    received_stuck_seconds: int = Field(default=15 * 60, ge=60)
-    merged_stuck_seconds: int = Field(default=30 * 60, ge=60)
-    submitting_stuck_seconds: int = Field(default=10 * 60, ge=30)
-    transcribed_stuck_seconds: int = Field(default=30 * 60, ge=60)
+    merge_stuck_seconds: int = Field(default=3 * 3600, ge=1)
+    received_stuck_seconds: int = Field(default=15 * 60, ge=1)
+    merged_stuck_seconds: int = Field(default=30 * 60, ge=1)
+    submitting_stuck_seconds: int = Field(default=10 * 60, ge=1)
+    transcribed_stuck_seconds: int = Field(default=30 * 60, ge=1)
     ecs_cluster: str = ""  # to ask whether a long merge's task still runs
+    # Jobs submitted longer ago than this are asked about, in case their callback was lost.
+    submitted_check_seconds: int = Field(default=60, ge=1)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -152,3 +165,37 @@ def settings_from(cls: type[SettingsT], environment: Mapping[str, str]) -> Setti
 def cached_settings(cls: type[SettingsT]) -> SettingsT:
     """Settings read once per container; tests call `cached_settings.cache_clear()`."""
     return load_settings(cls)
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class NotifierSettings(CoreSettings, SymblSettings, InsightsPageSettings):
+    """Fetch a meeting's insights into S3 and email its host a summary, exactly once."""
+
+    notify_queue_url: str = Field(min_length=1)
+    max_receive_count: int = Field(default=5, ge=1, description="the notify queue's redrive limit")
+    # A verified SES identity; may carry a display name: "Meeting notes <notes@example.com>".
+    ses_sender: str = Field(min_length=3)
+    ses_configuration_set: str = ""
+    extra_recipients: str = ""  # comma-separated addresses copied on every email
+    skip_topic_markers: str = "[no-notes]"  # comma-separated; a topic containing one is skipped
+    opted_out_hosts: str = ""  # comma-separated host emails that never get notes
+    # Public base URL of the HTTP API; the page link is <base>/meetings/<uuid>?token=...
+    insights_page_base_url: str = Field(min_length=1)
+    operator_topic_arn: str = Field(min_length=1)
+    # Symbl's summary answers 404 for a while after the job completes: look again this much later.
+    summary_retry_seconds: int = Field(default=60, ge=0, le=900)
+
+    @property
+    def extra_recipient_list(self) -> tuple[str, ...]:
+        return _comma_list(self.extra_recipients)
+
+    @property
+    def skip_topic_marker_list(self) -> tuple[str, ...]:
+        return _comma_list(self.skip_topic_markers)
+
+    @property
+    def opted_out_host_list(self) -> tuple[str, ...]:
+        return _comma_list(self.opted_out_hosts)

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from services.core.errors import PermanentError
 from services.core.observability import logger
+from services.core.queues import MessageT, parse_message
 
 RETRY_VISIBILITY_BASE_SECONDS = 30
 RETRY_VISIBILITY_MAX_SECONDS = 900
@@ -93,3 +94,52 @@ def consume_batch(
             except (ClientError, BotoCoreError) as visibility_error:
                 logger.warning("could not shorten visibility", error=str(visibility_error))
     return {"batchItemFailures": failures}
+
+
+def consume_stage_batch(
+    event: dict[str, Any],
+    message_model: type[MessageT],
+    handle: Callable[[MessageT], object],
+    fail: Callable[[str, str], None],
+    *,
+    queue_url: str,
+    max_receive_count: int,
+    sqs: Any,
+) -> dict[str, list[dict[str, str]]]:
+    """`consume_batch` for a stage queue: parse each body as `message_model`, log under the
+    meeting's UUID, and `fail(meeting_uuid, reason)` a meeting whose message cannot succeed.
+
+    A body that does not parse is a PermanentError (acknowledged, logged); there is no meeting
+    to mark.
+    """
+
+    def parse(record: SqsRecord) -> MessageT:
+        try:
+            return parse_message(message_model, record.body)
+        except ValueError as e:
+            raise PermanentError(f"malformed {message_model.__name__}: {e}") from e
+
+    def run(record: SqsRecord) -> None:
+        message = parse(record)
+        logger.append_keys(meeting_uuid=message.meeting_uuid)
+        try:
+            handle(message)
+        finally:
+            logger.remove_keys(["meeting_uuid"])
+
+    def on_failure(record: SqsRecord, error: Exception) -> None:
+        try:
+            uuid = parse(record).meeting_uuid
+        except PermanentError:
+            return
+        fail(uuid, f"{type(error).__name__}: {error}")
+
+    return consume_batch(
+        event,
+        run,
+        queue_url=queue_url,
+        max_receive_count=max_receive_count,
+        on_permanent=on_failure,
+        on_give_up=on_failure,
+        sqs=sqs,
+    )

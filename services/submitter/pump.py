@@ -18,13 +18,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.core.errors import PermanentError, StateConflict, TransientError
-from services.core.observability import MetricUnit, logger, record_metric
+from services.core.observability import logger, record_metric
 from services.core.queues import SubmitRequest, parse_message
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import SubmitterSettings
 from services.core.slots import SlotPool
 from services.core.symbl import AudioSubmission, ConcurrencyLimitReached, Speaker, SpeechAnalytics
-from services.core.transcription_jobs import JobDeps, secret_digest
+from services.core.transcription_jobs import JobDeps, secret_digest, settle_job
 
 STAGE = "submit"
 TRANSCRIBE_STAGE = "transcribe"
@@ -219,7 +219,22 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any], report: Pump
         job_id=job.job_id,
         channels=len(submission.channels) or 1,
     )
+    _settle_if_already_done(deps, uuid)
     return True
+
+
+def _settle_if_already_done(deps: PumpDeps, uuid: str) -> None:
+    """Close the window between Symbl's 201 and our record of the job: a callback that came in
+    it found no job to settle, so ask once now. A job still running is settled later by its
+    callback (or by the reconciler)."""
+    try:
+        recording = deps.store.require(uuid)
+        if recording.symbl_job_id and recording.state == State.SUBMITTED:
+            status = deps.speech.job_status(recording.symbl_job_id)
+            if status.terminal:
+                settle_job(recording, status, deps.jobs)
+    except (TransientError, PermanentError) as e:
+        logger.info("job status check after submit failed; the reconciler will ask", error=str(e))
 
 
 def _revert(deps: PumpDeps, uuid: str, reason: str) -> None:
@@ -260,5 +275,4 @@ def run_pump(deps: PumpDeps) -> PumpReport:
             raise
     else:
         report.stopped_because = "time"
-    record_metric("SlotsInUse", deps.slots.view().in_use, MetricUnit.Count)
     return report

@@ -78,7 +78,10 @@ class ReconcileReport:
 
 def reconcile_slots(deps: ReconcilerDeps, report: ReconcileReport) -> None:
     now = deps.clock()
-    for lease in deps.slots.view().leases:
+    view = deps.slots.view()
+    # Sampled once a minute here rather than on every pump run (a read per job saved).
+    record_metric("SlotsInUse", view.in_use)
+    for lease in view.leases:
         if lease.deadline > now:
             continue
         if lease.is_claim:
@@ -104,8 +107,10 @@ def reconcile_slots(deps: ReconcilerDeps, report: ReconcileReport) -> None:
 
 
 def reconcile_submitted(deps: ReconcilerDeps, report: ReconcileReport) -> None:
-    """Ask about every job submitted more than a minute ago (callbacks can be lost)."""
-    cutoff = datetime.fromtimestamp(deps.clock(), UTC) - timedelta(seconds=60)
+    """Ask about every job submitted a while ago (callbacks can be lost)."""
+    cutoff = datetime.fromtimestamp(deps.clock(), UTC) - timedelta(
+        seconds=deps.settings.submitted_check_seconds
+    )
     for recording in deps.store.list_by_state(State.SUBMITTED, older_than=cutoff):
         if not recording.symbl_job_id:
             continue

@@ -15,8 +15,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
+from services.core import aws
 from services.core.errors import ConfigurationError, InsightsError, TransientError
 from services.core.intake import MessageSender, RecordingWriter, accept_recording
 from services.core.observability import logger, record_metric
@@ -29,6 +30,7 @@ from services.core.slots import SlotPool
 from services.core.symbl import SymblClient, load_symbl_credentials
 from services.core.transcription_jobs import JobDeps, secret_matches, settle_job
 from services.core.zoom_models import RecordingCompletedEvent, UrlValidationEvent, ZoomEnvelope
+from services.webhook.insights_page import InsightsPageDeps, insights_blueprint
 from services.webhook.zoom_signature import (
     SignatureRejected,
     TimestampWindow,
@@ -48,6 +50,7 @@ class WebhookDeps:
     merge_queue: MessageSender
     secrets: SecretReader
     jobs: JobDeps | None = None  # the Symbl callback's collaborators
+    page: InsightsPageDeps | None = None  # the insights page's collaborators
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -66,6 +69,12 @@ def build_deps(settings: WebhookSettings | None = None) -> WebhookDeps:
         store=store,
         merge_queue=QueueSender(settings.merge_queue_url),
         secrets=secrets,
+        page=InsightsPageDeps(
+            store=store,
+            s3=aws.client("s3"),
+            bucket=settings.media_bucket,
+            signing_key=lambda: secrets.get_string(settings.link_signing_key_secret_arn),
+        ),
         jobs=JobDeps(
             store=store,
             # Releasing needs no limit; acquiring happens only in the pump.
@@ -141,6 +150,14 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
             logger.exception("webhook failed unexpectedly")
         return _error(500, "internal_error", "internal error")
 
+    def page_deps() -> InsightsPageDeps:
+        page = get_deps().page
+        if page is None:
+            raise NotFound()
+        return page
+
+    app.register_blueprint(insights_blueprint(page_deps))
+
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify(status="ok")
@@ -205,6 +222,10 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
         recording = jobs.store.find_by_symbl_job(job_id)
         if recording is None or not secret_matches(secret, recording.callback_secret_digest):
             raise ClientError400(404, "not_found", "not found")
+        if data.get("status") in ("scheduled", "in_progress"):
+            # Nothing moves for a running job, so Symbl is not asked. (A reordered delivery whose
+            # job has in fact ended is settled by its terminal callback or the reconciler.)
+            return jsonify(status="still running")
         status = jobs.speech.job_status(job_id)
         logger.append_keys(meeting_uuid=recording.meeting_uuid)
         outcome = settle_job(recording, status, jobs)

@@ -600,7 +600,8 @@ def test_job_progresses_and_the_webhook_reports_every_change_in_order(
     symbl: SymblClient, receiver: WebhookReceiver
 ) -> None:
     _, job_id = symbl.submit_ok(webhookUrl=receiver.url)
-    assert symbl.get(f"/v1/job/{job_id}").json() == {"id": job_id, "status": "scheduled"}
+    # The state right after the 201 depends on scheduling; the history below proves the order.
+    assert symbl.get(f"/v1/job/{job_id}").json()["status"] != "failed"
     assert symbl.wait_job(job_id) == "completed"
 
     eventually(lambda: len(receiver.bodies) == 2, "two callbacks")

@@ -543,3 +543,43 @@ def test_tfvars_example_sets_declared_variables_and_every_required_one() -> None
     assert set(example) <= set(declared), sorted(set(example) - set(declared))
     required = {name for name, body in declared.items() if "default" not in body}
     assert required <= set(example), sorted(required - set(example))
+
+
+# ---------------------------------------------------------------------------------------------
+# (h) the HTTP API's access log keeps secrets out: the route template, never the request path
+# ---------------------------------------------------------------------------------------------
+
+
+def test_api_access_log_records_the_route_not_the_path() -> None:
+    """`/symbl/callback/{secret}` carries the callback secret in its path and the insights page
+    its token in the query: the log has `$context.routeKey` (the template) and nothing that
+    expands to the request's path or query."""
+    assert "POST /symbl/callback/{secret}" in str(locals_of(TERRAFORM)["api_routes"])
+    stage = resources(TERRAFORM)[("aws_apigatewayv2_stage", "default")]
+    (settings,) = stage["access_log_settings"]
+    log_format = settings["format"]
+    variables = set(re.findall(r"\$context\.[\w.]+", log_format))
+    assert "$context.routeKey" in variables
+    leaking = {
+        v
+        for v in variables
+        if v in {"$context.path", "$context.resourcePath"}
+        or v.startswith(("$context.requestOverride", "$context.customDomain"))
+    }
+    assert not leaking, f"the access log would record request paths: {sorted(leaking)}"
+
+
+def test_ses_configuration_set_and_alerts_topic_follow_stack_names() -> None:
+    """The names the sandbox gives the SES configuration set and the operators' topic (where it
+    declares them) are the Terraform's."""
+    declared = resources(TERRAFORM)
+    expected = {
+        ("aws_sesv2_configuration_set", "this", "configuration_set_name"): getattr(
+            NAMES, "ses_configuration_set", None
+        ),
+        ("aws_sns_topic", "alerts", "name"): getattr(NAMES, "operator_topic", None),
+    }
+    for (rtype, name, attribute), sandbox_name in expected.items():
+        if sandbox_name is None:
+            continue
+        assert ROOT_SCOPE.evaluate(declared[(rtype, name)][attribute]) == sandbox_name

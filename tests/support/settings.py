@@ -11,4 +11,6 @@ WEBHOOK_ENV = {
     "PUMP_FUNCTION_NAME": "x-pump",
     "ZOOM_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:zoom",
     "SYMBL_CREDENTIALS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:symbl",
+    "MEDIA_BUCKET": "x-media",
+    "LINK_SIGNING_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:link",
 }

@@ -3,6 +3,7 @@ image's SERVICE values are the pyproject.toml dependency groups of the services.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import json
@@ -163,3 +164,58 @@ def test_task_cmd_names_an_importable_module() -> None:
     if not module_exists(command[2]):
         pytest.skip(f"{command[2]} does not exist yet (the merge task's entry point)")
     importlib.import_module(command[2])
+
+
+SERVICES = ROOT / "services"
+
+
+def imported_service_packages(package: str) -> set[str]:
+    """The other packages under services/ that `package`'s code needs, transitively (from its
+    import statements; services/core/ included)."""
+    needed: set[str] = set()
+    pending = [package, "core"]
+    while pending:
+        current = pending.pop()
+        for source in (SERVICES / current).rglob("*.py"):
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else []
+                )
+                for name in names:
+                    parts = name.split(".")
+                    if (
+                        len(parts) > 1
+                        and parts[0] == "services"
+                        and parts[1] not in {package, "core", *needed}
+                    ):
+                        needed.add(parts[1])
+                        pending.append(parts[1])
+    return needed
+
+
+def copied_packages(dockerfile: Path, stages: set[str]) -> set[str]:
+    found = set()
+    for i in instructions(dockerfile):
+        if i.keyword == "COPY" and i.stage in stages:
+            found.update(re.findall(r"\bservices/([\w${}]+)/", i.arguments))
+    return found
+
+
+@pytest.mark.parametrize("service", sorted(service_groups()))
+def test_lambda_image_carries_every_service_package_its_code_imports(service: str) -> None:
+    # The shared `code` stage copies core and the image's own package; a handler stage adds more.
+    copied = copied_packages(LAMBDA_DOCKERFILE, {"code", f"handler-{service}"})
+    copied = {service if p == "${SERVICE}" else p for p in copied}
+    missing = imported_service_packages(service) - copied
+    assert not missing, f"the {service} image lacks services/{sorted(missing)} its code imports"
+
+
+def test_task_image_carries_every_service_package_the_merger_imports() -> None:
+    copied = copied_packages(TASK_DOCKERFILE, {i.stage for i in instructions(TASK_DOCKERFILE)})
+    missing = imported_service_packages("merger") - copied
+    assert not missing, f"the merge task image lacks services/{sorted(missing)}"

@@ -1,0 +1,64 @@
+"""Lambda entry point of the notifier: the notify queue's event source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core import aws
+from services.core.observability import logger, metrics
+from services.core.queues import NotifyRequest, QueueSender
+from services.core.recordings import RecordingStore
+from services.core.secrets import SecretCache
+from services.core.settings import NotifierSettings, cached_settings
+from services.core.sqs_consumer import consume_stage_batch
+from services.core.symbl import SymblClient, load_symbl_credentials
+from services.notifier.notify import NotifierDeps, SesMailer, give_up, notify_meeting
+from services.notifier.render import render_email
+
+_deps: NotifierDeps | None = None
+
+
+def build_deps(settings: NotifierSettings) -> NotifierDeps:
+    secrets = SecretCache()
+    return NotifierDeps(
+        settings=settings,
+        store=RecordingStore.from_settings(settings),
+        speech=SymblClient(
+            settings.symbl_api_base_url,
+            lambda: load_symbl_credentials(
+                secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
+            ),
+        ),
+        s3=aws.client("s3"),
+        mailer=SesMailer(),
+        render=render_email,
+        sns=aws.client("sns"),
+        notify_queue=QueueSender(settings.notify_queue_url),
+        link_key=lambda: secrets.get_string(settings.link_signing_key_secret_arn),
+    )
+
+
+def _notify(request: NotifyRequest, deps: NotifierDeps) -> None:
+    outcome = notify_meeting(request.meeting_uuid, deps)
+    logger.info("notify request handled", outcome=outcome)
+
+
+def handle_batch(event: dict[str, Any], deps: NotifierDeps) -> dict[str, Any]:
+    return consume_stage_batch(
+        event,
+        NotifyRequest,
+        lambda request: _notify(request, deps),
+        lambda uuid, reason: give_up(uuid, reason, deps),
+        queue_url=deps.settings.notify_queue_url,
+        max_receive_count=deps.settings.max_receive_count,
+        sqs=aws.client("sqs"),
+    )
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _deps
+    if _deps is None:
+        _deps = build_deps(cached_settings(NotifierSettings))
+    return handle_batch(event, _deps)

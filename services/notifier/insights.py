@@ -1,0 +1,322 @@
+"""A meeting's insights as one versioned JSON document: fetched from the speech-analytics
+provider, stored in S3 next to the media, read back by the insights page.
+
+The document is structured data in the provider-neutral shape below, never the provider's
+responses pasted in: the page and the email depend on this schema, not on Symbl's. Readers check
+`schema_version`; a change that old readers cannot read needs a new version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.core import aws
+from services.core.errors import NotFound, PermanentError, TransientError
+from services.core.observability import logger
+from services.core.recordings import Recording
+from services.core.s3_stream import meeting_key
+from services.core.symbl import SpeechAnalytics
+
+EXPERIENCE_NAME = "verbose-text-summary"
+CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MeetingInfo(_Doc):
+    uuid: str
+    meeting_id: str
+    topic: str
+    host_email: str | None = None
+    start_time: str  # ISO 8601 UTC, as Zoom reported it
+    timezone: str | None = None  # IANA name from Zoom; renderers fall back to UTC
+    duration_seconds: int = 0
+
+
+class SpeakerTalkTime(_Doc):
+    name: str
+    email: str | None = None
+    talk_seconds: float = 0.0
+    talk_percent: float = 0.0  # share of all talk time in the meeting
+
+
+class Task(_Doc):
+    """An action item or follow-up."""
+
+    text: str
+    assignee: str | None = None
+    assignee_email: str | None = None
+    due_date: date | None = None
+
+
+class Question(_Doc):
+    text: str
+    asked_by: str | None = None
+
+
+class Topic(_Doc):
+    text: str
+    score: float = 0.0
+
+
+class Utterance(_Doc):
+    speaker: str
+    start_seconds: float  # from the start of the recording
+    text: str
+
+
+class InsightsDocument(_Doc):
+    schema_version: Literal[1] = 1
+    generated_at: str
+    conversation_id: str
+    meeting: MeetingInfo
+    speakers: list[SpeakerTalkTime] = Field(default_factory=list)
+    summary: list[str] = Field(default_factory=list)
+    action_items: list[Task] = Field(default_factory=list)
+    follow_ups: list[Task] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)
+    topics: list[Topic] = Field(default_factory=list)  # highest score first
+    transcript: list[Utterance] = Field(default_factory=list)
+    experience_url: str | None = None
+
+
+def insights_key(meeting_uuid: str) -> str:
+    return f"insights/{meeting_key(meeting_uuid)}.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching
+# ---------------------------------------------------------------------------------------------
+
+
+def _list(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = body.get(key)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _name(person: Any) -> str | None:
+    """The display name of a `from`/`assignee` object, which may be `{}`."""
+    if isinstance(person, dict):
+        return _text(person.get("name")) or None
+    return None
+
+
+def _parse_time(stamp: Any) -> datetime | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _due_date(item: dict[str, Any]) -> date | None:
+    """`dueBy` when Symbl gives one, else the first date entity it recognised."""
+    due = _parse_time(item.get("dueBy"))
+    if due is not None:
+        return due.date()
+    for entity in _list(item, "entities"):
+        if entity.get("type") == "date" and isinstance(entity.get("value"), str):
+            try:
+                return date.fromisoformat(entity["value"][:10])
+            except ValueError:
+                continue
+    return None
+
+
+def _tasks(body: dict[str, Any], key: str) -> list[Task]:
+    tasks = []
+    for item in _list(body, key):
+        text = _text(item.get("text"))
+        if not text:
+            continue
+        assignee = item.get("assignee")
+        email = assignee.get("email") if isinstance(assignee, dict) else None
+        tasks.append(
+            Task(
+                text=text,
+                assignee=_name(assignee),
+                assignee_email=email if isinstance(email, str) and email else None,
+                due_date=_due_date(item),
+            )
+        )
+    return tasks
+
+
+def _questions(body: dict[str, Any]) -> list[Question]:
+    return [
+        Question(text=_text(q.get("text")), asked_by=_name(q.get("from")))
+        for q in _list(body, "questions")
+        if _text(q.get("text"))
+    ]
+
+
+def _topics(body: dict[str, Any]) -> list[Topic]:
+    topics = [
+        Topic(text=_text(t.get("text")), score=float(t.get("score") or 0.0))
+        for t in _list(body, "topics")
+        if _text(t.get("text"))
+    ]
+    return sorted(topics, key=lambda t: t.score, reverse=True)
+
+
+def _transcript(body: dict[str, Any], started: datetime | None) -> list[Utterance]:
+    lines = []
+    for message in _list(body, "messages"):
+        offset = message.get("timeOffset")
+        if not isinstance(offset, int | float):
+            # Older responses carry only wall-clock times.
+            at = _parse_time(message.get("startTime"))
+            offset = (at - started).total_seconds() if at and started else 0.0
+        lines.append(
+            Utterance(
+                speaker=_name(message.get("from")) or "Unknown speaker",
+                start_seconds=round(max(0.0, float(offset)), 3),
+                text=_text(message.get("text")),
+            )
+        )
+    return sorted(lines, key=lambda line: line.start_seconds)
+
+
+def _speakers(analytics: dict[str, Any], members: dict[str, Any]) -> list[SpeakerTalkTime]:
+    """Talk time per member from analytics, with emails from the member list."""
+    emails = {
+        _text(m.get("name")): m.get("email")
+        for m in _list(members, "members")
+        if isinstance(m.get("email"), str)
+    }
+    speakers = []
+    for member in _list(analytics, "members"):
+        name = _name(member) or "Unknown speaker"
+        talk = member.get("talkTime")
+        talk = talk if isinstance(talk, dict) else {}
+        speakers.append(
+            SpeakerTalkTime(
+                name=name,
+                email=emails.get(name),
+                talk_seconds=float(talk.get("seconds") or 0.0),
+                talk_percent=float(talk.get("percentage") or 0.0),
+            )
+        )
+    known = {s.name for s in speakers}
+    speakers.extend(
+        SpeakerTalkTime(name=name, email=email)
+        for name, email in emails.items()
+        if name not in known
+    )
+    return sorted(speakers, key=lambda s: s.talk_seconds, reverse=True)
+
+
+def _duration_seconds(recording: Recording, conversation: dict[str, Any]) -> int:
+    """Zoom's duration when it reported one, else the analysed conversation's span."""
+    if recording.duration_minutes > 0:
+        return recording.duration_minutes * 60
+    start = _parse_time(conversation.get("startTime"))
+    end = _parse_time(conversation.get("endTime"))
+    if start and end and end > start:
+        return round((end - start).total_seconds())
+    return round(recording.merged_seconds or 0)
+
+
+def _fetch(speech: SpeechAnalytics, conversation_id: str, part: str) -> dict[str, Any]:
+    try:
+        return speech.conversation(conversation_id, part)
+    except NotFound as e:
+        # Only completed conversations reach the notifier: a 404 here will not heal.
+        raise PermanentError(f"conversation {conversation_id} {part or 'itself'} is gone") from e
+
+
+def _experience_url(speech: SpeechAnalytics, conversation_id: str) -> str | None:
+    """The provider's hosted summary page, when it offers one; a refusal costs only the link."""
+    try:
+        return speech.create_experience(conversation_id, EXPERIENCE_NAME)
+    except PermanentError as e:
+        logger.warning("no experience page", reason=str(e))
+        return None
+
+
+def gather_insights(
+    recording: Recording, speech: SpeechAnalytics, *, now: datetime
+) -> InsightsDocument:
+    """Everything the email and the page show, in one document.
+
+    The summary is asked for first: it is the part that answers 404 (`NotReady`) while the
+    provider is still finishing, and nothing else needs fetching until it is there.
+    """
+    conversation_id = recording.symbl_conversation_id
+    if not conversation_id:
+        raise PermanentError("transcribed meeting has no conversation id")
+    summary = _fetch(speech, conversation_id, "summary")
+    conversation = _fetch(speech, conversation_id, "")
+    parts = {
+        part: _fetch(speech, conversation_id, part)
+        for part in (
+            "messages",
+            "topics",
+            "questions",
+            "action-items",
+            "follow-ups",
+            "analytics",
+            "members",
+        )
+    }
+    return InsightsDocument(
+        generated_at=now.astimezone(UTC).isoformat(timespec="seconds"),
+        conversation_id=conversation_id,
+        meeting=MeetingInfo(
+            uuid=recording.meeting_uuid,
+            meeting_id=recording.meeting_id,
+            topic=recording.topic,
+            host_email=recording.host_email,
+            start_time=recording.start_time,
+            timezone=recording.timezone,
+            duration_seconds=_duration_seconds(recording, conversation),
+        ),
+        speakers=_speakers(parts["analytics"], parts["members"]),
+        summary=[_text(s.get("text")) for s in _list(summary, "summary") if _text(s.get("text"))],
+        action_items=_tasks(parts["action-items"], "actionItems"),
+        follow_ups=_tasks(parts["follow-ups"], "followUps"),
+        questions=_questions(parts["questions"]),
+        topics=_topics(parts["topics"]),
+        transcript=_transcript(parts["messages"], _parse_time(conversation.get("startTime"))),
+        experience_url=_experience_url(speech, conversation_id),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------------------------
+
+
+def store_insights(s3: Any, bucket: str, document: InsightsDocument) -> str:
+    """Write the document to its fixed key (a retry overwrites it); returns the key."""
+    key = insights_key(document.meeting.uuid)
+    body = json.dumps(document.model_dump(mode="json"), ensure_ascii=False, indent=1).encode()
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
+    except (ClientError, BotoCoreError) as e:
+        raise TransientError(f"could not store insights at s3://{bucket}/{key}: {e}") from e
+    return key
+
+
+def load_insights(s3: Any, bucket: str, key: str) -> InsightsDocument | None:
+    """The stored document, or None when there is none at `key`."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if aws.error_code(e) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return InsightsDocument.model_validate_json(response["Body"].read())

@@ -1,0 +1,265 @@
+"""Operator commands, for the local stack and real AWS alike (`insights-ops --help`).
+
+  status [UUID]             meetings, their states and timings (one meeting: its history)
+  replay UUID               send a FAILED meeting back to the stage it failed in
+  redrive QUEUE             move a dead-letter queue's messages back (merge, submit, notify)
+  backfill --from --to      feed in the account's recordings between two dates, as if their
+                            webhooks had come; meetings already known are skipped
+
+Configuration comes from the same environment variables as the services (RECORDINGS_TABLE,
+MERGE_QUEUE_URL, SUBMIT_QUEUE_URL, NOTIFY_QUEUE_URL; for backfill ZOOM_S2S_SECRET_ARN), plus the
+usual AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for a local stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import TextIO, TypeVar
+
+from pydantic import Field
+
+from services.core import aws
+from services.core.errors import ConfigurationError, InsightsError, StateConflict
+from services.core.intake import IntakeOutcome, accept_recording
+from services.core.queues import (
+    MergeRequest,
+    NotifyRequest,
+    QueueSender,
+    StageMessage,
+    SubmitRequest,
+)
+from services.core.recordings import Recording, RecordingStore, State
+from services.core.secrets import SecretCache
+from services.core.settings import CoreSettings, ZoomApiSettings, load_settings
+from services.core.zoom import ZoomApi, ZoomOAuth, load_credentials
+
+T = TypeVar("T")
+
+# Where a FAILED meeting resumes, by the stage it failed in, and what wakes that stage.
+REPLAY: dict[str, tuple[State, type[StageMessage]]] = {
+    "merge": (State.RECEIVED, MergeRequest),
+    "submit": (State.MERGED, SubmitRequest),
+    "transcribe": (State.MERGED, SubmitRequest),
+    "notify": (State.TRANSCRIBED, NotifyRequest),
+}
+
+
+class OpsSettings(CoreSettings):
+    merge_queue_url: str = Field(min_length=1)
+    submit_queue_url: str = Field(min_length=1)
+    notify_queue_url: str = Field(min_length=1)
+
+
+class BackfillSettings(OpsSettings, ZoomApiSettings):
+    pass
+
+
+def progress(items: Sequence[T], label: str, out: TextIO = sys.stderr) -> Iterator[T]:
+    """Yield `items`, drawing a progress bar on `out` (only when it is a terminal)."""
+    total = len(items)
+    draw = out.isatty()
+    for index, item in enumerate(items, start=1):
+        yield item
+        if draw:
+            filled = int(30 * index / max(total, 1))
+            out.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {index}/{total}")
+            out.flush()
+    if draw:
+        out.write("\n")
+
+
+def _age(stamp: str, now: datetime) -> str:
+    if not stamp:
+        return "-"
+    seconds = (now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def status_table(recordings: Iterable[Recording], now: datetime) -> list[str]:
+    rows = sorted(recordings, key=lambda r: r.created_at, reverse=True)
+    lines = [f"{'MEETING UUID':<26} {'STATE':<12} {'IN STATE':>8} {'AGE':>6}  TOPIC / NOTE"]
+    for r in rows:
+        note = r.topic
+        if r.state == State.FAILED:
+            note = f"{r.failed_stage}: {r.failure_reason}"
+        elif r.state == State.SKIPPED:
+            note = f"skipped: {r.skip_reason}"
+        lines.append(
+            f"{r.meeting_uuid:<26} {r.state.value:<12} {_age(r.state_since, now):>8} "
+            f"{_age(r.created_at, now):>6}  {note[:80]}"
+        )
+    return lines
+
+
+def status_detail(recording: Recording, now: datetime) -> list[str]:
+    lines = [
+        f"meeting  {recording.meeting_uuid}  ({recording.topic})",
+        f"state    {recording.state.value} for {_age(recording.state_since, now)}",
+        f"host     {recording.host_email or '-'}; started {recording.start_time}",
+        f"speakers {', '.join(t.name for t in recording.tracks) or '(mixed audio only)'}",
+    ]
+    if recording.failure_reason:
+        lines.append(f"failed   in {recording.failed_stage}: {recording.failure_reason}")
+    if recording.last_error:
+        lines.append(f"note     {recording.last_error}")
+    if recording.attempts:
+        lines.append("attempts " + ", ".join(f"{k}={v}" for k, v in recording.attempts.items()))
+    lines.append("history")
+    previous: datetime | None = None
+    for step in recording.history:
+        at = datetime.fromisoformat(step.at.replace("Z", "+00:00"))
+        took = f"+{(at - previous).total_seconds():.1f}s" if previous else ""
+        lines.append(f"  {step.at}  {step.state.value:<12} {took}")
+        previous = at
+    return lines
+
+
+def replay(store: RecordingStore, queues: dict[str, QueueSender], uuid: str) -> str:
+    recording = store.require(uuid)
+    if recording.state != State.FAILED:
+        raise ConfigurationError(f"{uuid} is {recording.state.value}; only FAILED meetings replay")
+    stage = recording.failed_stage or "merge"
+    target, message = REPLAY.get(stage, REPLAY["merge"])
+    attempts = {k: v for k, v in recording.attempts.items() if k != stage}
+    store.transition(
+        uuid,
+        State.FAILED,
+        target,
+        updates={
+            "attempts": attempts,
+            "failed_stage": None,
+            "failure_reason": None,
+            "last_error": f"replayed by an operator after failing in {stage}",
+        },
+    )
+    queue = {MergeRequest: "merge", SubmitRequest: "submit", NotifyRequest: "notify"}[message]
+    queues[queue].send(message(meeting_uuid=uuid))
+    return f"{uuid}: {target.value}, {queue} request queued"
+
+
+def redrive(queue_url: str, dlq_url: str, out: TextIO = sys.stderr) -> int:
+    """Move every message from `dlq_url` back to `queue_url`; returns how many moved."""
+    sqs = aws.client("sqs")
+    total = int(
+        sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+    )
+    moved = 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=60
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+        if out.isatty():
+            out.write(f"\rmoved {moved}/{max(total, moved)}")
+            out.flush()
+    if out.isatty():
+        out.write("\n")
+    return moved
+
+
+def backfill(
+    api: ZoomApi, store: RecordingStore, merge_queue: QueueSender, start: date, end: date
+) -> tuple[int, int]:
+    """(accepted, already known) for the account's recordings between two dates."""
+    meetings = list(api.list_user_recordings(start, end))
+    accepted = known = 0
+    for meeting in progress(meetings, "backfill"):
+        result = accept_recording(
+            meeting, download_token=None, store=store, merge_queue=merge_queue
+        )
+        if result.outcome == IntakeOutcome.ACCEPTED:
+            accepted += 1
+        else:
+            known += 1
+    return accepted, known
+
+
+def _queues(settings: OpsSettings) -> dict[str, QueueSender]:
+    return {
+        "merge": QueueSender(settings.merge_queue_url),
+        "submit": QueueSender(settings.submit_queue_url),
+        "notify": QueueSender(settings.notify_queue_url),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="insights-ops",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", help="meetings and their states")
+    status.add_argument("uuid", nargs="?")
+    status.add_argument("--state", choices=[s.value for s in State], help="only this state")
+    commands.add_parser("replay", help="retry a FAILED meeting").add_argument("uuid")
+    commands.add_parser("redrive", help="move a DLQ back").add_argument(
+        "queue", choices=["merge", "submit", "notify"]
+    )
+    fill = commands.add_parser("backfill", help="feed in past recordings")
+    fill.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
+    fill.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
+    fill.add_argument("--user", default="me", help="Zoom user whose recordings to list")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(BackfillSettings if args.command == "backfill" else OpsSettings)
+        store = RecordingStore.from_settings(settings)
+        now = datetime.now(UTC)
+        if args.command == "status":
+            if args.uuid:
+                lines = status_detail(store.require(args.uuid), now)
+            else:
+                found = store.list_by_state(State(args.state)) if args.state else store.scan()
+                lines = status_table(found, now)
+            out.write("\n".join(lines) + "\n")
+        elif args.command == "replay":
+            out.write(replay(store, _queues(settings), args.uuid) + "\n")
+        elif args.command == "redrive":
+            url = getattr(settings, f"{args.queue}_queue_url")
+            moved = redrive(url, url + "-dlq")
+            out.write(f"{moved} message(s) moved from {args.queue}-dlq back to {args.queue}\n")
+        else:
+            assert isinstance(settings, BackfillSettings)
+            secrets = SecretCache()
+            oauth = ZoomOAuth(
+                settings.zoom_oauth_url,
+                lambda: load_credentials(
+                    secrets.get_json(
+                        settings.zoom_s2s_secret_arn, ("account_id", "client_id", "client_secret")
+                    )
+                ),
+            )
+            accepted, known = backfill(
+                ZoomApi(settings.zoom_api_base_url, oauth),
+                store,
+                QueueSender(settings.merge_queue_url),
+                args.start,
+                args.end,
+            )
+            out.write(f"{accepted} meeting(s) fed in, {known} already known\n")
+    except (InsightsError, StateConflict) as e:
+        sys.stderr.write(f"insights-ops: {e}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,566 @@
+"""Least privilege, verified: each service's IAM policy in terraform/ against the AWS calls it
+really made during this test session.
+
+tests/support/aws_calls.py records every AWS call of the session (installed from
+tests/conftest.py) and attributes it to the service whose code made it. This module runs last in
+the session (the recorder's plugin moves it there), so it sees the integration tier's calls too
+when both tiers run together (`make test`), and everything the e2e tier did. It also runs a small
+pipeline of its own, so that it never depends on what else ran (see `pipeline`): one short
+meeting merged inline whose Symbl callbacks are lost (the reconciler settles its job), and one
+long meeting handed to the Fargate task, with the reconciler's merge deadline short enough that it
+asks ECS about the running task.
+
+Then, for every Lambda role (and the merge task's role):
+- every recorded call is allowed: an action and resource of one of the role's statements
+  (`aws_iam_policy_document` data sources, parsed with python-hcl2; actions match with
+  wildcards; resources are compared as logical names, see RESOURCE_PATTERNS; conditions are not
+  evaluated);
+- every action the role allows was recorded, or is in EXCEPTIONS with its reason.
+
+What is not recorded (see tests/support/aws_calls.py): the Fargate merge task is a subprocess of
+the sandbox, so the task role is checked against the merger's own recorded calls (the task runs
+the same merge code the Lambda runs inline); the integration tier's pump subprocesses likewise.
+The operator CLI (`ops`) has no role in the Terraform (operators use their own credentials): its
+calls are only listed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import hcl2
+import pytest
+import requests
+from hcl2.utils import SerializationOptions
+
+from sandbox.runner import LocalStack, StackOptions
+from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
+from sandbox.zoom_webhook_sender import ZoomWebhookSender
+from services.core.links import make_page_token
+from services.core.recordings import TERMINAL_STATES, RecordingStore, State
+from tests.conftest import ROOT
+from tests.support.aws_calls import RECORDER, Call
+
+TERRAFORM = ROOT / "terraform"
+MODULES = TERRAFORM / "modules"
+CACHE = ROOT / ".cache" / "synth"
+
+# Lambda function (module call in terraform/functions.tf) -> the recorded service it runs.
+FUNCTIONS = {
+    "webhook": "webhook",
+    "merger": "merger",
+    "pump": "pump",
+    "reconciler": "reconciler",
+    "notifier": "notifier",
+}
+TASK_ROLE = "merger_task"  # module call in terraform/merger_task.tf
+# The merge task runs the merger's merge code, not its queue consumer or its dispatch.
+NOT_IN_TASK = {"ecs:RunTask", "iam:PassRole", "sqs:ChangeMessageVisibility"}
+
+
+@dataclass(frozen=True)
+class PolicyException:
+    """An action a role allows although this session may not have recorded it.
+
+    Without `exercised_by`, the action is never made through boto3 by the service's code in any
+    test, and must stay unrecorded (if it shows up, the exception is stale: remove it). With
+    `exercised_by`, the named test makes it: when that test passed in this session the action
+    must have been recorded; when it did not run, the action is excused.
+    """
+
+    role: str
+    action: str
+    reason: str
+    exercised_by: str | None = None
+    # A path taken only when a race goes one way (a job ending before the pump records it):
+    # allowed whether or not this session happened to record it.
+    timing_dependent: bool = False
+
+
+def _every(roles: tuple[str, ...], action: str, reason: str) -> list[PolicyException]:
+    return [PolicyException(role, action, reason) for role in roles]
+
+
+LAMBDAS = tuple(FUNCTIONS)
+_LOGS = (
+    "Lambda's runtime writes the function's own log group with the role; the code makes no "
+    "CloudWatch Logs call"
+)
+_EVENT_SOURCE = (
+    "the SQS event source mapping receives and deletes with the function's role (sandbox/runner.py "
+    "plays it with pollers that are not service code)"
+)
+_NUDGE = (
+    "the pump nudge (services/core/pump.py LambdaPumpNudger): the sandbox and the test rigs give "
+    "this service an in-process nudger, so its invoke never reaches boto3 in tests (the webhook's "
+    "does, and is recorded)"
+)
+_HEAD_404 = (
+    "S3 evaluates it so that a HEAD of a participant file not downloaded yet answers 404, not "
+    "403; the code never lists"
+)
+
+EXCEPTIONS: list[PolicyException] = [
+    *_every(LAMBDAS, "logs:CreateLogStream", _LOGS),
+    *_every(LAMBDAS, "logs:PutLogEvents", _LOGS),
+    *_every(("merger", "notifier"), "sqs:ReceiveMessage", _EVENT_SOURCE),
+    *_every(("merger", "notifier"), "sqs:DeleteMessage", _EVENT_SOURCE),
+    *_every(("merger", "notifier"), "sqs:GetQueueAttributes", _EVENT_SOURCE),
+    *_every(("merger", "pump", "reconciler", TASK_ROLE), "lambda:InvokeFunction", _NUDGE),
+    *_every(("merger", TASK_ROLE), "s3:ListBucket", _HEAD_404),
+    PolicyException(
+        "merger",
+        "iam:PassRole",
+        "ecs:RunTask passes the task's two roles; IAM checks PassRole on the RunTask request, "
+        "there is no call of its own",
+    ),
+    PolicyException(
+        "notifier",
+        "kms:GenerateDataKey",
+        "SNS encrypts what the notifier publishes to the KMS-encrypted alerts topic with the "
+        "publisher's permissions",
+    ),
+    PolicyException(
+        "notifier",
+        "kms:Decrypt",
+        "SNS encrypts what the notifier publishes to the KMS-encrypted alerts topic with the "
+        "publisher's permissions",
+    ),
+    PolicyException(
+        "pump",
+        "sqs:SendMessage",
+        "settling a job that ended before the pump recorded it (notify, or submit again): "
+        "services/submitter/pump.py _settle_if_already_done, taken only when Symbl is that quick",
+        timing_dependent=True,
+    ),
+    # Paths only the integration tier exercises (error and retry paths).
+    PolicyException(
+        "webhook",
+        "dynamodb:DeleteItem",
+        "intake compensation when the merge request cannot be queued",
+        "tests/integration/test_webhook_intake.py::test_queue_failure_leaves_no_stranded_item",
+    ),
+    PolicyException(
+        "merger",
+        "sqs:ChangeMessageVisibility",
+        "a merge that failed transiently is hidden for a backoff (services/core/sqs_consumer.py)",
+        "tests/integration/test_merger.py::test_handler_retries_transient_failures_then_gives_up",
+    ),
+    *[
+        PolicyException(
+            role,
+            "s3:AbortMultipartUpload",
+            "a participant download that fails for good abandons its multipart upload",
+            "tests/integration/test_merger.py::test_recoverable_download_faults",
+        )
+        for role in ("merger", TASK_ROLE)
+    ],
+    PolicyException(
+        "notifier",
+        "sqs:ChangeMessageVisibility",
+        "a notification that failed transiently is hidden for a backoff",
+        "tests/integration/test_notifier.py::test_crash_between_send_and_state_update",
+    ),
+    PolicyException(
+        "pump",
+        "sqs:ChangeMessageVisibility",
+        "a submit request the pump cannot act on yet (merge unfinished, Symbl busy) is deferred",
+        "tests/integration/test_submitter.py::test_429_storm_from_another_client",
+    ),
+    PolicyException(
+        "notifier",
+        "sns:Publish",
+        "failure notices to the operators: no meeting fails in the e2e pipelines",
+        "tests/integration/test_notifier.py::test_meeting_failed_elsewhere_is_announced_once",
+    ),
+    PolicyException(
+        "notifier",
+        "sqs:SendMessage",
+        "a summary Symbl has not finished is looked at again through a delayed notify request",
+        "tests/integration/test_notifier.py::test_summary_not_ready_is_looked_at_again_later",
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Terraform side: each role's statements, resources as logical names
+# ---------------------------------------------------------------------------------------------
+
+_OPTIONS = SerializationOptions(
+    strip_string_quotes=True, explicit_blocks=False, with_comments=False
+)
+
+
+@cache
+def _blocks(path: Path) -> dict[str, list[Any]]:
+    merged: dict[str, list[Any]] = {}
+    for tf in sorted(path.glob("*.tf")):
+        doc = hcl2.loads(tf.read_text(encoding="utf-8"), serialization_options=_OPTIONS)
+        for kind, blocks in doc.items():
+            merged.setdefault(kind, []).extend(blocks)
+    return merged
+
+
+def _policy_documents(path: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for block in _blocks(path).get("data", []):
+        for name, body in block.get("aws_iam_policy_document", {}).items():
+            found[name] = body
+    return found
+
+
+def _locals(path: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in _blocks(path).get("locals", []):
+        merged.update(block)
+    return merged
+
+
+def _module_calls() -> dict[str, dict[str, Any]]:
+    return {
+        name: body for block in _blocks(TERRAFORM).get("module", []) for name, body in block.items()
+    }
+
+
+def _media_prefix(key: str) -> str:
+    return str(_locals(TERRAFORM)["media_prefixes"][key])
+
+
+# Terraform resource expression -> the logical name tests/support/aws_calls.py records.
+RESOURCE_PATTERNS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
+    (r"\$\{aws_dynamodb_table\.(\w+)\.arn\}", lambda m: f"dynamodb:table/{m[1]}"),
+    (r"\$\{aws_dynamodb_table\.(\w+)\.arn\}/index/\*", lambda m: f"dynamodb:table/{m[1]}/index/*"),
+    (r"\$\{module\.(\w+)_queue\.arn\}", lambda m: f"sqs:{m[1]}"),
+    (r"\$\{aws_s3_bucket\.(\w+)\.arn\}", lambda m: f"s3:{m[1]}"),
+    (r"\$\{local\.media_object_arn\.(\w+)\}", lambda m: f"s3:media/{_media_prefix(m[1])}*"),
+    (r'\$\{local\.secret_arns\["([\w-]+)"\]\}', lambda m: f"secretsmanager:{m[1]}"),
+    (r"\$\{(?:module\.pump\.function_arn|local\.pump_function_arn)\}", lambda m: "lambda:pump"),
+    (r"\$\{aws_sns_topic\.(\w+)\.arn\}", lambda m: f"sns:{m[1]}"),
+    (r"\$\{aws_sesv2_email_identity\.\w+\.arn\}", lambda m: "ses:identity"),
+    (r"\$\{aws_sesv2_configuration_set\.\w+\.arn\}", lambda m: "ses:configuration-set"),
+    (
+        r"\$\{module\.merger_task\.task_definition_arn_without_revision\}:\*",
+        lambda m: "ecs:merge-task-definition",
+    ),
+    (r"arn:\$\{[^}]+\}:ecs:.*:task/\$\{aws_ecs_cluster\.this\.name\}/\*", lambda m: "ecs:task"),
+    (r"\$\{module\.merger_task\.(\w+)_role_arn\}", lambda m: f"iam:role/merger-task-{m[1]}"),
+    (r"\$\{aws_kms_key\.(\w+)\.arn\}", lambda m: f"kms:{m[1]}"),
+    (r"\$\{aws_cloudwatch_log_group\.this\.arn\}:\*", lambda m: "logs:own-log-group"),
+    (r"\*", lambda m: "*"),
+]
+
+
+def logical_resource(expression: str) -> str:
+    for pattern, name in RESOURCE_PATTERNS:
+        match = re.fullmatch(pattern, expression)
+        if match:
+            return name(match)
+    raise AssertionError(
+        f"no logical name for the IAM resource {expression!r}: add it to RESOURCE_PATTERNS"
+    )
+
+
+@dataclass(frozen=True)
+class Statement:
+    document: str
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+
+    def allows(self, action: str, resource: str | None) -> bool:
+        if not any(fnmatchcase(action, allowed) for allowed in self.actions):
+            return False
+        return resource is None or any(fnmatchcase(resource, r) for r in self.resources)
+
+
+def _resource_expressions(value: Any, substitutions: dict[str, str]) -> list[str]:
+    if isinstance(value, str):
+        whole = re.fullmatch(r"\$\{local\.(\w+)\}", value)
+        if whole and isinstance(_locals(TERRAFORM).get(whole[1]), list):
+            return _resource_expressions(_locals(TERRAFORM)[whole[1]], substitutions)
+        for placeholder, replacement in substitutions.items():
+            value = value.replace(placeholder, replacement)
+        return [value]
+    return [item for element in value for item in _resource_expressions(element, substitutions)]
+
+
+def statements_of(
+    document: str, body: dict[str, Any], substitutions: dict[str, str] | None = None
+) -> list[Statement]:
+    found = []
+    for statement in body.get("statement", []):
+        assert statement.get("effect", "Allow") == "Allow", f"{document}: only Allow is modelled"
+        expressions = _resource_expressions(statement["resources"], substitutions or {})
+        found.append(
+            Statement(
+                document=document,
+                sid=str(statement.get("sid", "")),
+                actions=tuple(statement["actions"]),
+                resources=tuple(logical_resource(e) for e in expressions),
+            )
+        )
+    return found
+
+
+def _document_reference(value: str) -> str:
+    match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", value)
+    assert match, f"policy documents must be data.aws_iam_policy_document.<name>.json: {value!r}"
+    return match[1]
+
+
+@cache
+def role_statements() -> dict[str, tuple[Statement, ...]]:
+    """Every Lambda role's statements and the merge task role's, by module call name."""
+    root_documents = _policy_documents(TERRAFORM)
+    lambda_documents = _policy_documents(MODULES / "lambda_service")
+    roles: dict[str, tuple[Statement, ...]] = {}
+    for name, call in _module_calls().items():
+        if call.get("source") == "./modules/lambda_service":
+            found = []
+            for capability, reference in call["policy_documents"].items():
+                document = _document_reference(reference)
+                found += statements_of(capability, root_documents[document])
+            # The module's own documents (modules/lambda_service/main.tf own_policy_documents).
+            found += statements_of("write-logs", lambda_documents["write_logs"])
+            if call.get("sqs_event_source") is not None:
+                queue = call["sqs_event_source"]["queue_arn"]
+                found += statements_of(
+                    "consume-queue",
+                    lambda_documents["consume_queue"],
+                    {"${var.sqs_event_source.queue_arn}": queue},
+                )
+            if call.get("tracing_mode") == "Active":
+                found += statements_of("write-traces", lambda_documents["write_traces"])
+            roles[name] = tuple(found)
+        elif call.get("source") == "./modules/fargate_task":
+            found = []
+            for capability, reference in call["task_policy_documents"].items():
+                found += statements_of(capability, root_documents[_document_reference(reference)])
+            roles[name] = tuple(found)
+    return roles
+
+
+def allowed_actions(role: str) -> set[str]:
+    return {action for statement in role_statements()[role] for action in statement.actions}
+
+
+def forbidden(role: str, call: Call) -> list[str]:
+    """What of one recorded call the role does not allow (empty: all of it is allowed)."""
+    statements = role_statements()[role]
+    targets: tuple[str | None, ...] = call.resources or (None,)
+    return [
+        f"{call.action} on {target or '(any resource)'}"
+        for target in targets
+        if not any(s.allows(call.action, target) for s in statements)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# A pipeline of our own: a short meeting inline, a long one through the Fargate task
+# ---------------------------------------------------------------------------------------------
+
+NAMES = ["Ana Ruiz-Soto", "Bo Chen"]
+INLINE_MAX_SECONDS = 60  # the 40-s meeting (1 min) merges inline, the 70-s one (2 min) does not
+
+
+def _meeting(stack: LocalStack, seed: int, duration_s: int, topic: str) -> SyntheticMeeting:
+    meeting = synthesize_meeting(
+        speakers=NAMES,
+        duration_s=duration_s,
+        seed=seed,
+        workdir=CACHE,
+        topic=topic,
+        start_time=datetime(2026, 11, 3, 9, 0, tzinfo=UTC) + timedelta(hours=seed % 24),
+        registry=stack.registry,
+        cache_dir=CACHE / ".renders",
+    )
+    return replace(meeting, account_id=stack.zoom.account_id)
+
+
+def _deliver(stack: LocalStack, meeting: SyntheticMeeting) -> None:
+    stack.zoom.add_meeting(meeting)
+    sender = ZoomWebhookSender(
+        f"{stack.api.url}/zoom/webhook", stack.credentials.zoom_webhook_secret, time_scale=0.0001
+    )
+    event = build_recording_completed(
+        meeting,
+        base_url=stack.zoom_server.url,
+        download_token=stack.zoom.make_download_token(meeting),
+    )
+    assert sender.deliver(event).delivered
+
+
+def _wait_terminal(stack: LocalStack, uuids: list[str], timeout: float) -> dict[str, State]:
+    store = RecordingStore(stack.stack.names.recordings_table)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {u: store.require(u).state for u in uuids}
+        if all(s in TERMINAL_STATES for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
+
+
+class _Stack(LocalStack):
+    """The local stack with two reconciler deadlines of our own (all others stay at a minute)."""
+
+    def _environment(self, api_url: str) -> dict[str, str]:
+        return {
+            **super()._environment(api_url),
+            "MERGE_STUCK_SECONDS": str(MERGE_STUCK_SECONDS),
+            "SUBMITTED_CHECK_SECONDS": str(SUBMITTED_CHECK_SECONDS),
+        }
+
+
+MERGE_STUCK_SECONDS = 8  # the task's slow download keeps the long meeting MERGING about 16 s
+SUBMITTED_CHECK_SECONDS = 5  # a callback comes about 1 s after submitting, unless dropped
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Both merge paths, the Symbl callback, and the reconciler's repairs, recorded like any
+    other test.
+
+    - The short meeting merges inline; Symbl's callbacks for it are dropped, so the reconciler
+      asks Symbl about its job after SUBMITTED_CHECK_SECONDS and settles it.
+    - The long meeting goes to the Fargate task, whose first download is slow: the reconciler
+      finds it MERGING past MERGE_STUCK_SECONDS and asks ECS whether the task still runs
+      (ecs:DescribeTasks). (moto moves a task one state towards STOPPED on every describe, so
+      after a few passes the reconciler restarts the merge; the meeting ends NOTIFIED either
+      way.) Its job is settled by the callback.
+    - The host opens the insights page.
+    """
+    options = StackOptions(
+        symbl_limit=2,
+        inline_merge_max_seconds=INLINE_MAX_SECONDS,
+        reconcile_every_seconds=1.0,
+        workdir=tmp_path_factory.mktemp("least-privilege") / "work",
+    )
+    with _Stack(options) as stack:
+        short = _meeting(stack, seed=901, duration_s=40, topic="Least privilege inline")
+        long = _meeting(stack, seed=902, duration_s=70, topic="Least privilege task")
+        assert short.duration_minutes * 60 <= INLINE_MAX_SECONDS < long.duration_minutes * 60
+        slow = long.participants[0].audio
+        stack.zoom.inject(
+            "slow_body",
+            file_id=slow.file_id,
+            chunk_size=max(4096, slow.file_size // 40),
+            delay_s=0.4,  # about 16 s for the whole file
+        )
+        # The short meeting's job is the first (the long one waits for its task): both of its
+        # webhooks (in_progress, completed) are lost.
+        stack.symbl.drop_webhooks(count=2)
+        for meeting in (short, long):
+            _deliver(stack, meeting)
+        states = _wait_terminal(stack, [short.uuid, long.uuid], 240)
+        assert states == {short.uuid: State.NOTIFIED, long.uuid: State.NOTIFIED}, states
+        assert stack.task_runs >= 1, "the long meeting did not go to the Fargate task"
+        # The insights page, as the host opens it (a link minted like the notifier's, so that
+        # this does not depend on the email's format or on reading the endpoint's sent mail).
+        token = make_page_token(short.uuid, stack.credentials.link_signing_key, 3600, time.time())
+        page = f"{stack.api.url}/meetings/{quote(short.uuid, safe='')}?token={token}"
+        assert requests.get(page, timeout=10).status_code == 200
+    yield
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks
+# ---------------------------------------------------------------------------------------------
+
+
+def recorded_for(role: str) -> list[Call]:
+    if role == TASK_ROLE:
+        return [c for c in RECORDER.calls_of("merger") if c.action not in NOT_IN_TASK]
+    return list(RECORDER.calls_of(FUNCTIONS[role]))
+
+
+def roles() -> list[str]:
+    return [*FUNCTIONS, TASK_ROLE]
+
+
+def exception_for(role: str, action: str) -> PolicyException | None:
+    matching = [e for e in EXCEPTIONS if e.role == role and e.action == action]
+    return matching[0] if matching else None
+
+
+def summary() -> dict[str, Any]:
+    by_actor: dict[str, dict[str, list[str]]] = {}
+    for call in RECORDER.snapshot():
+        entry = by_actor.setdefault(call.actor, {}).setdefault(call.action, [])
+        label = ", ".join(call.resources) + (" (presigned URL)" if call.presigned else "")
+        if label and label not in entry:
+            entry.append(label)
+    return {
+        "recorded": {a: dict(sorted(v.items())) for a, v in sorted(by_actor.items())},
+        "unattributed_calls": sum(RECORDER.unattributed.values()),
+        "tests_passed_before_this_check": len(RECORDER.passed_tests),
+    }
+
+
+def test_every_service_made_calls(pipeline: None, artifacts_dir: Path) -> None:
+    """The recorder saw each service at work; otherwise the checks below prove nothing."""
+    (artifacts_dir / "least_privilege.json").write_text(
+        json.dumps(summary(), indent=1, ensure_ascii=False), encoding="utf-8"
+    )
+    silent = [actor for actor in FUNCTIONS.values() if not RECORDER.actions(actor)]
+    assert not silent, f"no AWS call recorded for {silent}: is the recorder installed?"
+
+
+@pytest.mark.parametrize("role", roles())
+def test_every_recorded_call_is_allowed(pipeline: None, role: str) -> None:
+    problems = []
+    for call in recorded_for(role):
+        for what in forbidden(role, call):
+            first = RECORDER.first_seen_in.get((call.actor, call.action), "?")
+            problems.append(f"{what} (first recorded in {first})")
+    assert not problems, f"{role} makes calls terraform/iam.tf does not allow:\n  " + "\n  ".join(
+        sorted(problems)
+    )
+
+
+@pytest.mark.parametrize("role", roles())
+def test_every_allowed_action_is_performed_or_a_listed_exception(pipeline: None, role: str) -> None:
+    performed = {call.action for call in recorded_for(role)}
+    problems = []
+    excused = []
+    for action in sorted(allowed_actions(role)):
+        if any(fnmatchcase(done, action) for done in performed):
+            continue
+        exception = exception_for(role, action)
+        if exception is None:
+            problems.append(f"{action}: allowed but never performed, and not in EXCEPTIONS")
+        elif exception.exercised_by and RECORDER.ran(exception.exercised_by):
+            problems.append(
+                f"{action}: {exception.exercised_by} passed in this session but the action was "
+                "not recorded; the path has moved: update EXCEPTIONS or the policy"
+            )
+        else:
+            excused.append(f"{action}: {exception.reason}")
+    assert not problems, f"{role}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("role", roles())
+def test_exceptions_are_current(pipeline: None, role: str) -> None:
+    """Each exception names an action the role allows, and those never made through boto3 by
+    the service's code were indeed not recorded."""
+    performed = {call.action for call in recorded_for(role)}
+    problems = []
+    for exception in (e for e in EXCEPTIONS if e.role == role):
+        if exception.action not in allowed_actions(role):
+            problems.append(f"{exception.action}: not allowed by the policy any more: remove it")
+        elif (
+            exception.exercised_by is None
+            and not exception.timing_dependent
+            and exception.action in performed
+        ):
+            problems.append(f"{exception.action}: was recorded after all: remove the exception")
+    assert not problems, f"{role} EXCEPTIONS:\n  " + "\n  ".join(problems)

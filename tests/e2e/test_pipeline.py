@@ -1,0 +1,168 @@
+"""Whole meetings through the local stack: webhook → merge → Symbl → email and page."""
+
+from __future__ import annotations
+
+import email as email_parser
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.runner import LocalStack, StackOptions
+from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
+from sandbox.zoom_webhook_sender import ZoomWebhookSender
+from services.core import aws
+from services.core.recordings import TERMINAL_STATES, RecordingStore, State
+from tests.conftest import ROOT
+
+CACHE = ROOT / ".cache" / "synth"
+NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
+
+
+def meetings(stack: LocalStack, count: int, seed: int, label: str) -> list[SyntheticMeeting]:
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    made = []
+    for i in range(count):
+        meeting = synthesize_meeting(
+            speakers=NAMES,
+            duration_s=40,
+            seed=seed + i,
+            workdir=CACHE,
+            topic=f"{label} #{i + 1:02d}",
+            start_time=start + timedelta(hours=i),
+            registry=stack.registry,
+            cache_dir=CACHE / ".renders",
+        )
+        made.append(replace(meeting, account_id=stack.zoom.account_id))
+    return made
+
+
+def deliver(stack: LocalStack, meeting: SyntheticMeeting, *, times: int = 1) -> None:
+    stack.zoom.add_meeting(meeting)
+    sender = ZoomWebhookSender(
+        f"{stack.api.url}/zoom/webhook", stack.credentials.zoom_webhook_secret, time_scale=0.0001
+    )
+    event = build_recording_completed(
+        meeting,
+        base_url=stack.zoom_server.url,
+        download_token=stack.zoom.make_download_token(meeting),
+    )
+    for _ in range(times):
+        assert sender.deliver(event).delivered
+
+
+def wait_terminal(stack: LocalStack, uuids: list[str], timeout: float) -> dict[str, State]:
+    store = RecordingStore(stack.stack.names.recordings_table)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {u: store.require(u).state for u in uuids}
+        if all(s in TERMINAL_STATES for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
+
+
+def dlq_depths(stack: LocalStack) -> dict[str, int]:
+    sqs = aws.client("sqs")
+    return {
+        stage: int(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+        )
+        for stage, url in stack.stack.dlq_urls.items()
+    }
+
+
+@pytest.fixture
+def local_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalStack]:
+    options: StackOptions = getattr(request, "param", StackOptions())
+    options = replace(
+        options, workdir=tmp_path / "work", reconcile_every_seconds=2.0, stuck_seconds=30
+    )
+    with LocalStack(options) as stack:
+        yield stack
+
+
+def test_one_meeting_end_to_end(local_stack: LocalStack) -> None:
+    stack = local_stack
+    [meeting] = meetings(stack, 1, seed=500, label="E2E single")
+    deliver(stack, meeting)
+    states = wait_terminal(stack, [meeting.uuid], 120)
+    assert states[meeting.uuid] == State.NOTIFIED
+    record = RecordingStore(stack.stack.names.recordings_table).require(meeting.uuid)
+    assert [e["speakers"][0]["name"] for e in record.channel_map] == [
+        p.name for p in meeting.participants
+    ]
+    [email] = [m for m in stack.sent_emails() if meeting.topic in str(m)]
+    message = email_parser.message_from_bytes(
+        email["raw_data"].encode(), policy=email_policy.default
+    )
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    content = html_part.get_content()
+    for name in NAMES:
+        assert name in content
+    # The fake recogniser answered with what each speaker was scripted to say: the channels
+    # went to the right people at the right times.
+    insights = json.loads(
+        aws.client("s3")
+        .get_object(Bucket=stack.stack.names.media_bucket, Key=record.insights_key)["Body"]
+        .read()
+    )
+    text = json.dumps(insights, ensure_ascii=False)
+    scripted = [line.text for line in meeting.lines]
+    assert sum(line in text for line in scripted) >= len(scripted) * 0.9
+    assert "[unintelligible]" not in text
+    link = content[content.find(f"{stack.api.url}/meetings/") :].split('"')[0].replace("&amp;", "&")
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200 and meeting.topic in page.text
+
+
+@pytest.mark.parametrize(
+    "local_stack", [StackOptions(symbl_limit=3, symbl_processing_seconds=3.0)], indirect=True
+)
+def test_twenty_meetings_with_symbl_limited_to_three(local_stack: LocalStack) -> None:
+    stack = local_stack
+    batch = meetings(stack, 20, seed=600, label="E2E batch")
+    for meeting in batch:
+        deliver(stack, meeting)
+    states = wait_terminal(stack, [m.uuid for m in batch], 300)
+    assert Counter(states.values()) == {State.NOTIFIED: 20}
+    assert stack.symbl.max_in_flight <= 3
+    assert stack.symbl.max_in_flight == 3
+    topics = Counter(m.topic for m in batch for e in stack.sent_emails() if m.topic in str(e))
+    assert all(topics[m.topic] == 1 for m in batch), topics
+    assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0}
+
+
+@pytest.mark.parametrize("local_stack", [StackOptions(symbl_limit=3)], indirect=True)
+def test_twenty_meetings_with_faults_on(local_stack: LocalStack) -> None:
+    stack = local_stack
+    batch = meetings(stack, 20, seed=600, label="E2E faults")
+    for meeting in batch[:4]:
+        stack.zoom.inject("http_500", file_id=meeting.participants[0].audio.file_id, times=2)
+        stack.zoom.inject(
+            "cut_body", file_id=meeting.participants[1].audio.file_id, times=1, cut_after=40_000
+        )
+    stack.symbl.http_429(count=3)
+    stack.symbl.drop_webhooks(count=4)
+    stack.symbl.duplicate_webhooks(count=6)
+    stack.symbl.fail_jobs(count=1)
+    for meeting in batch:
+        deliver(stack, meeting, times=2)  # Zoom delivers some events twice
+    states = wait_terminal(stack, [m.uuid for m in batch], 420)
+    assert Counter(states.values()) == {State.NOTIFIED: 20}
+    assert stack.symbl.max_in_flight <= 3
+    emails = stack.sent_emails()
+    topics = Counter(m.topic for m in batch for e in emails if m.topic in str(e))
+    assert all(topics[m.topic] == 1 for m in batch), topics
+    assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0}
+    names = Counter(s.name for s in stack.symbl.submissions)
+    assert sum(names.values()) == 21  # the one failed job was submitted again, nothing else

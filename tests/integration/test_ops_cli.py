@@ -1,0 +1,144 @@
+"""The operator CLI against moto's server (and the fake Zoom for backfill)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sandbox.aws_resources import ProvisionedStack
+from sandbox.credentials import SandboxCredentials
+from sandbox.fake_zoom import FakeZoomState, serve
+from sandbox.synth import synthesize_meeting
+from services.core import aws
+from services.core.queues import MergeRequest, QueueSender
+from services.core.recordings import Recording, RecordingStore, State
+from services.ops.cli import main
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def env(stack: ProvisionedStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    environment = stack.service_environment()
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    return environment
+
+
+def run(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(args), out=out)
+    return code, out.getvalue()
+
+
+def seed(store: RecordingStore, uuid: str, topic: str) -> None:
+    store.create_if_absent(
+        Recording(
+            meeting_uuid=uuid, meeting_id="1", topic=topic, start_time="2026-11-02T09:00:00.000Z"
+        )
+    )
+
+
+def messages(url: str) -> list[dict[str, str]]:
+    got = (
+        aws.client("sqs")
+        .receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        .get("Messages", [])
+    )
+    return [json.loads(m["Body"]) for m in got]
+
+
+def test_status_lists_meetings_and_shows_one_in_detail(
+    stack: ProvisionedStack, env: dict[str, str]
+) -> None:
+    store = RecordingStore(stack.names.recordings_table)
+    seed(store, "a/b+c==", "Weekly sync")
+    seed(store, "d==", "Planning")
+    store.fail("d==", State.RECEIVED, stage="merge", reason="no usable audio")
+    code, table = run("status")
+    assert code == 0
+    assert "a/b+c==" in table and "RECEIVED" in table and "Weekly sync" in table
+    assert "merge: no usable audio" in table
+    code, failed = run("status", "--state", "FAILED")
+    assert "d==" in failed and "a/b+c==" not in failed
+    code, detail = run("status", "a/b+c==")
+    assert "history" in detail and "RECEIVED" in detail
+    assert run("status", "missing==")[0] == 1
+
+
+def test_replay_sends_a_failed_meeting_back_to_its_stage(
+    stack: ProvisionedStack, env: dict[str, str]
+) -> None:
+    store = RecordingStore(stack.names.recordings_table)
+    seed(store, "r==", "Retry me")
+    store.transition("r==", State.RECEIVED, State.MERGING, count_attempt="merge")
+    store.fail("r==", State.MERGING, stage="merge", reason="ffmpeg crashed")
+    code, out = run("replay", "r==")
+    assert code == 0 and "merge request queued" in out
+    record = store.require("r==")
+    assert record.state == State.RECEIVED and record.failure_reason is None
+    assert "merge" not in record.attempts
+    assert messages(stack.queue_urls["merge"]) == [{"meeting_uuid": "r=="}]
+    assert run("replay", "r==")[0] == 1  # only FAILED meetings replay
+
+
+def test_redrive_moves_the_dlq_back(stack: ProvisionedStack, env: dict[str, str]) -> None:
+    dlq = QueueSender(stack.dlq_urls["merge"])
+    for i in range(3):
+        dlq.send(MergeRequest(meeting_uuid=f"m{i}"))
+    code, out = run("redrive", "merge")
+    assert code == 0 and "3 message(s) moved" in out
+    assert sorted(m["meeting_uuid"] for m in messages(stack.queue_urls["merge"])) == [
+        "m0",
+        "m1",
+        "m2",
+    ]
+    assert messages(stack.dlq_urls["merge"]) == []
+
+
+@pytest.fixture
+def zoom(credentials: SandboxCredentials) -> Iterator[tuple[FakeZoomState, str]]:
+    state = FakeZoomState(
+        account_id=credentials.zoom_account_id,
+        client_id=credentials.zoom_client_id,
+        client_secret=credentials.zoom_client_secret,
+    )
+    with serve(state) as server:
+        yield state, server.url
+
+
+def test_backfill_feeds_in_recordings_and_skips_known_ones(
+    stack: ProvisionedStack,
+    env: dict[str, str],
+    zoom: tuple[FakeZoomState, str],
+    credentials: SandboxCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    state, url = zoom
+    monkeypatch.setenv("ZOOM_API_BASE_URL", f"{url}/v2")
+    monkeypatch.setenv("ZOOM_OAUTH_URL", f"{url}/oauth/token")
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    cache: Path = ROOT / ".cache" / "synth"
+    for i in range(3):
+        meeting = synthesize_meeting(
+            speakers=2,
+            duration_s=20,
+            seed=700 + i,
+            workdir=cache,
+            topic=f"Backfill {i}",
+            start_time=start + timedelta(days=i),
+        )
+        state.add_meeting(replace(meeting, account_id=state.account_id))
+    store = RecordingStore(stack.names.recordings_table)
+    code, out = run("backfill", "--from", "2026-11-02", "--to", "2026-11-03")
+    assert code == 0 and "2 meeting(s) fed in, 0 already known" in out
+    code, out = run("backfill", "--from", "2026-11-01", "--to", "2026-11-30")
+    assert "1 meeting(s) fed in, 2 already known" in out
+    assert len(list(store.scan())) == 3
+    assert len(messages(stack.queue_urls["merge"])) == 3
