@@ -30,7 +30,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import cache
@@ -44,16 +44,15 @@ import requests
 from hcl2.utils import SerializationOptions
 
 from sandbox.runner import LocalStack, StackOptions
-from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
-from sandbox.zoom_webhook_sender import ZoomWebhookSender
+from sandbox.synth import SyntheticMeeting
 from services.core.links import make_page_token
-from services.core.recordings import TERMINAL_STATES, RecordingStore, State
+from services.core.recordings import State
 from tests.conftest import ROOT
 from tests.support.aws_calls import RECORDER, Call
+from tests.support.pipeline import deliver, synthetic_meeting, wait_terminal
 
 TERRAFORM = ROOT / "terraform"
 MODULES = TERRAFORM / "modules"
-CACHE = ROOT / ".cache" / "synth"
 
 # Lambda function (module call in terraform/functions.tf) -> the recorded service it runs.
 FUNCTIONS = {
@@ -374,40 +373,14 @@ INLINE_MAX_SECONDS = 60  # the 40-s meeting (1 min) merges inline, the 70-s one 
 
 
 def _meeting(stack: LocalStack, seed: int, duration_s: int, topic: str) -> SyntheticMeeting:
-    meeting = synthesize_meeting(
+    return synthetic_meeting(
+        stack,
         speakers=NAMES,
         duration_s=duration_s,
         seed=seed,
-        workdir=CACHE,
         topic=topic,
         start_time=datetime(2026, 11, 3, 9, 0, tzinfo=UTC) + timedelta(hours=seed % 24),
-        registry=stack.registry,
-        cache_dir=CACHE / ".renders",
     )
-    return replace(meeting, account_id=stack.zoom.account_id)
-
-
-def _deliver(stack: LocalStack, meeting: SyntheticMeeting) -> None:
-    stack.zoom.add_meeting(meeting)
-    sender = ZoomWebhookSender(
-        f"{stack.api.url}/zoom/webhook", stack.credentials.zoom_webhook_secret, time_scale=0.0001
-    )
-    event = build_recording_completed(
-        meeting,
-        base_url=stack.zoom_server.url,
-        download_token=stack.zoom.make_download_token(meeting),
-    )
-    assert sender.deliver(event).delivered
-
-
-def _wait_terminal(stack: LocalStack, uuids: list[str], timeout: float) -> dict[str, State]:
-    store = RecordingStore(stack.stack.names.recordings_table)
-    deadline = time.monotonic() + timeout
-    while True:
-        states = {u: store.require(u).state for u in uuids}
-        if all(s in TERMINAL_STATES for s in states.values()) or time.monotonic() > deadline:
-            return states
-        time.sleep(0.5)
 
 
 class _Stack(LocalStack):
@@ -460,8 +433,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         # webhooks (in_progress, completed) are lost.
         stack.symbl.drop_webhooks(count=2)
         for meeting in (short, long):
-            _deliver(stack, meeting)
-        states = _wait_terminal(stack, [short.uuid, long.uuid], 240)
+            deliver(stack, meeting)
+        states = wait_terminal(stack, [short.uuid, long.uuid], 240)
         assert states == {short.uuid: State.NOTIFIED, long.uuid: State.NOTIFIED}, states
         assert stack.task_runs >= 1, "the long meeting did not go to the Fargate task"
         # The insights page, as the host opens it (a link minted like the notifier's, so that

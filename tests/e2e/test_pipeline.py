@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email as email_parser
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,56 +15,27 @@ import pytest
 import requests
 
 from sandbox.runner import LocalStack, StackOptions
-from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
-from sandbox.zoom_webhook_sender import ZoomWebhookSender
+from sandbox.synth import SyntheticMeeting
 from services.core import aws
-from services.core.recordings import TERMINAL_STATES, RecordingStore, State
-from tests.conftest import ROOT
+from services.core.recordings import RecordingStore, State
+from tests.support.pipeline import deliver, synthetic_meeting, wait_terminal
 
-CACHE = ROOT / ".cache" / "synth"
 NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
 
 
 def meetings(stack: LocalStack, count: int, seed: int, label: str) -> list[SyntheticMeeting]:
     start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    made = []
-    for i in range(count):
-        meeting = synthesize_meeting(
+    return [
+        synthetic_meeting(
+            stack,
             speakers=NAMES,
             duration_s=40,
             seed=seed + i,
-            workdir=CACHE,
             topic=f"{label} #{i + 1:02d}",
             start_time=start + timedelta(hours=i),
-            registry=stack.registry,
-            cache_dir=CACHE / ".renders",
         )
-        made.append(replace(meeting, account_id=stack.zoom.account_id))
-    return made
-
-
-def deliver(stack: LocalStack, meeting: SyntheticMeeting, *, times: int = 1) -> None:
-    stack.zoom.add_meeting(meeting)
-    sender = ZoomWebhookSender(
-        f"{stack.api.url}/zoom/webhook", stack.credentials.zoom_webhook_secret, time_scale=0.0001
-    )
-    event = build_recording_completed(
-        meeting,
-        base_url=stack.zoom_server.url,
-        download_token=stack.zoom.make_download_token(meeting),
-    )
-    for _ in range(times):
-        assert sender.deliver(event).delivered
-
-
-def wait_terminal(stack: LocalStack, uuids: list[str], timeout: float) -> dict[str, State]:
-    store = RecordingStore(stack.stack.names.recordings_table)
-    deadline = time.monotonic() + timeout
-    while True:
-        states = {u: store.require(u).state for u in uuids}
-        if all(s in TERMINAL_STATES for s in states.values()) or time.monotonic() > deadline:
-            return states
-        time.sleep(0.5)
+        for i in range(count)
+    ]
 
 
 def dlq_depths(stack: LocalStack) -> dict[str, int]:
