@@ -26,6 +26,8 @@ from services.core.errors import (
     PermanentError,
     TransientError,
 )
+from services.core.secrets import SecretCache
+from services.core.settings import SymblSettings
 
 TOKEN_RENEW_MARGIN_SECONDS = 300
 
@@ -114,6 +116,17 @@ def load_symbl_credentials(secret: dict[str, Any]) -> SymblCredentials:
         return SymblCredentials(str(secret["app_id"]), str(secret["app_secret"]))
     except KeyError as e:
         raise ConfigurationError(f"Symbl secret lacks {e.args[0]}") from e
+
+
+def symbl_client(settings: SymblSettings, secrets: SecretCache) -> SymblClient:
+    """The client every service builds: base URL from settings, credentials read (and cached)
+    from Secrets Manager when the first token is needed."""
+    return SymblClient(
+        settings.symbl_api_base_url,
+        lambda: load_symbl_credentials(
+            secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
+        ),
+    )
 
 
 class SymblClient:

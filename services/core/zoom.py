@@ -26,6 +26,8 @@ from services.core.backoff import Backoff
 from services.core.errors import ConfigurationError, NotFound, PermanentError, TransientError
 from services.core.observability import logger
 from services.core.s3_stream import MultipartWriter
+from services.core.secrets import SecretCache
+from services.core.settings import ZoomApiSettings
 from services.core.zoom_models import RecordingObject
 
 TOKEN_RENEW_MARGIN_SECONDS = 60
@@ -514,6 +516,18 @@ def _body_complete(response: requests.Response, progress: _Progress) -> bool:
 
 def _content_type(file_type: str) -> str:
     return {"M4A": "audio/mp4", "MP4": "video/mp4"}.get(file_type, "application/octet-stream")
+
+
+def zoom_oauth(settings: ZoomApiSettings, secrets: SecretCache) -> ZoomOAuth:
+    """S2S OAuth with the credentials read (and cached) from Secrets Manager on first use."""
+    return ZoomOAuth(
+        settings.zoom_oauth_url,
+        lambda: load_credentials(
+            secrets.get_json(
+                settings.zoom_s2s_secret_arn, ("account_id", "client_id", "client_secret")
+            )
+        ),
+    )
 
 
 def load_credentials(secret: dict[str, Any]) -> ZoomCredentials:

@@ -33,8 +33,7 @@ from services.core.zoom import (
     Participant,
     ZoomApi,
     ZoomDownloader,
-    ZoomOAuth,
-    load_credentials,
+    zoom_oauth,
 )
 from services.merger import mixdown
 from services.merger.ffmpeg_plan import TrackSource
@@ -74,15 +73,7 @@ class MergerDeps:
 
 
 def build_deps(settings: MergerSettings) -> MergerDeps:
-    secrets = SecretCache()
-    oauth = ZoomOAuth(
-        settings.zoom_oauth_url,
-        lambda: load_credentials(
-            secrets.get_json(
-                settings.zoom_s2s_secret_arn, ("account_id", "client_id", "client_secret")
-            )
-        ),
-    )
+    oauth = zoom_oauth(settings, SecretCache())
     api = ZoomApi(settings.zoom_api_base_url, oauth)
     s3 = aws.client("s3")
     return MergerDeps(

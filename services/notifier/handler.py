@@ -11,7 +11,7 @@ from services.core.recordings import RecordingStore
 from services.core.secrets import SecretCache
 from services.core.settings import NotifierSettings, cached_settings
 from services.core.sqs_consumer import consume_stage_batch
-from services.core.symbl import SymblClient, load_symbl_credentials
+from services.core.symbl import symbl_client
 from services.notifier.notify import NotifierDeps, SesMailer, give_up, notify_meeting
 from services.notifier.render import render_email
 
@@ -23,12 +23,7 @@ def build_deps(settings: NotifierSettings) -> NotifierDeps:
     return NotifierDeps(
         settings=settings,
         store=RecordingStore.from_settings(settings),
-        speech=SymblClient(
-            settings.symbl_api_base_url,
-            lambda: load_symbl_credentials(
-                secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
-            ),
-        ),
+        speech=symbl_client(settings, secrets),
         s3=aws.client("s3"),
         mailer=SesMailer(),
         render=render_email,

@@ -34,7 +34,7 @@ from services.core.queues import (
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.secrets import SecretCache
 from services.core.settings import CoreSettings, ZoomApiSettings, load_settings
-from services.core.zoom import ZoomApi, ZoomOAuth, load_credentials
+from services.core.zoom import ZoomApi, zoom_oauth
 
 T = TypeVar("T")
 
@@ -238,15 +238,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             out.write(f"{moved} message(s) moved from {args.queue}-dlq back to {args.queue}\n")
         else:
             assert isinstance(settings, BackfillSettings)
-            secrets = SecretCache()
-            oauth = ZoomOAuth(
-                settings.zoom_oauth_url,
-                lambda: load_credentials(
-                    secrets.get_json(
-                        settings.zoom_s2s_secret_arn, ("account_id", "client_id", "client_secret")
-                    )
-                ),
-            )
+            oauth = zoom_oauth(settings, SecretCache())
             accepted, known = backfill(
                 ZoomApi(settings.zoom_api_base_url, oauth),
                 store,

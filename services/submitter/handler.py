@@ -13,23 +13,13 @@ from services.core.recordings import RecordingStore
 from services.core.secrets import SecretCache
 from services.core.settings import ReconcilerSettings, SubmitterSettings, cached_settings
 from services.core.slots import SlotPool
-from services.core.symbl import SymblClient, load_symbl_credentials
+from services.core.symbl import SymblClient, symbl_client
 from services.core.transcription_jobs import JobDeps
 from services.submitter.pump import PumpDeps, run_pump
 from services.submitter.reconciler import ReconcilerDeps, reconcile
 
 _pump: PumpDeps | None = None
 _reconciler: ReconcilerDeps | None = None
-
-
-def symbl_client(settings: SubmitterSettings) -> SymblClient:
-    secrets = SecretCache()
-    return SymblClient(
-        settings.symbl_api_base_url,
-        lambda: load_symbl_credentials(
-            secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
-        ),
-    )
 
 
 def job_deps(settings: SubmitterSettings, speech: SymblClient) -> JobDeps:
@@ -45,7 +35,7 @@ def job_deps(settings: SubmitterSettings, speech: SymblClient) -> JobDeps:
 
 
 def build_pump_deps(settings: SubmitterSettings) -> PumpDeps:
-    speech = symbl_client(settings)
+    speech = symbl_client(settings, SecretCache())
     jobs = job_deps(settings, speech)
     return PumpDeps(
         settings=settings,
@@ -59,7 +49,7 @@ def build_pump_deps(settings: SubmitterSettings) -> PumpDeps:
 
 
 def build_reconciler_deps(settings: ReconcilerSettings) -> ReconcilerDeps:
-    jobs = job_deps(settings, symbl_client(settings))
+    jobs = job_deps(settings, symbl_client(settings, SecretCache()))
     return ReconcilerDeps(
         settings=settings,
         jobs=jobs,

@@ -27,7 +27,7 @@ from services.core.recordings import RecordingStore
 from services.core.secrets import SecretCache, SecretReader
 from services.core.settings import WebhookSettings, cached_settings
 from services.core.slots import SlotPool
-from services.core.symbl import SymblClient, load_symbl_credentials
+from services.core.symbl import symbl_client
 from services.core.transcription_jobs import JobDeps, secret_matches, settle_job
 from services.core.zoom_models import RecordingCompletedEvent, UrlValidationEvent, ZoomEnvelope
 from services.webhook.insights_page import InsightsPageDeps, insights_blueprint
@@ -58,12 +58,7 @@ def build_deps(settings: WebhookSettings | None = None) -> WebhookDeps:
     settings = settings or cached_settings(WebhookSettings)
     store = RecordingStore.from_settings(settings)
     secrets = SecretCache(ttl_seconds=settings.secret_cache_seconds)
-    speech = SymblClient(
-        settings.symbl_api_base_url,
-        lambda: load_symbl_credentials(
-            secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
-        ),
-    )
+    speech = symbl_client(settings, secrets)
     return WebhookDeps(
         settings=settings,
         store=store,
@@ -88,7 +83,9 @@ def build_deps(settings: WebhookSettings | None = None) -> WebhookDeps:
     )
 
 
-class ClientError400(Exception):
+class RequestRejected(Exception):
+    """A request answered with a 4xx (or 503) and a JSON error, having written nothing."""
+
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -120,8 +117,8 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
             resolved.append(deps if isinstance(deps, WebhookDeps) else deps())
         return resolved[0]
 
-    @app.errorhandler(ClientError400)
-    def client_error(exc: ClientError400) -> tuple[Response, int]:
+    @app.errorhandler(RequestRejected)
+    def client_error(exc: RequestRejected) -> tuple[Response, int]:
         record_metric("WebhookRejected")
         logger.info("webhook rejected", status=exc.status, reason=exc.error)
         return _error(exc.status, exc.error, exc.message)
@@ -180,7 +177,7 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
                 ),
             )
         except SignatureRejected as e:
-            raise ClientError400(401, "unauthorized", str(e)) from e
+            raise RequestRejected(401, "unauthorized", str(e)) from e
         data = _json_object(body)
         try:
             envelope = ZoomEnvelope.model_validate(data)
@@ -194,7 +191,7 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
                 return jsonify(status="ignored", event=envelope.event)
             event = RecordingCompletedEvent.model_validate(data)
         except ValidationError as e:
-            raise ClientError400(400, "invalid_event", _validation_summary(e)) from e
+            raise RequestRejected(400, "invalid_event", _validation_summary(e)) from e
         result = accept_recording(
             event.payload.object,
             download_token=event.download_token,
@@ -211,17 +208,17 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
         wrong one gets the same 404 as an unknown job, so nothing is revealed."""
         jobs = get_deps().jobs
         if jobs is None:
-            raise ClientError400(503, "unavailable", "callback handling is not configured")
+            raise RequestRejected(503, "unavailable", "callback handling is not configured")
         try:
             data = json.loads(request.get_data(cache=True) or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ClientError400(400, "invalid_json", "body is not valid JSON") from e
+            raise RequestRejected(400, "invalid_json", "body is not valid JSON") from e
         job_id = data.get("jobId") or data.get("id") if isinstance(data, dict) else None
         if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
-            raise ClientError400(400, "invalid_callback", "body must carry a jobId (or id)")
+            raise RequestRejected(400, "invalid_callback", "body must carry a jobId (or id)")
         recording = jobs.store.find_by_symbl_job(job_id)
         if recording is None or not secret_matches(secret, recording.callback_secret_digest):
-            raise ClientError400(404, "not_found", "not found")
+            raise RequestRejected(404, "not_found", "not found")
         if data.get("status") in ("scheduled", "in_progress"):
             # Nothing moves for a running job, so Symbl is not asked. (A reordered delivery whose
             # job has in fact ended is settled by its terminal callback or the reconciler.)
@@ -237,13 +234,13 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     if request.mimetype != "application/json":
-        raise ClientError400(
+        raise RequestRejected(
             400, "unsupported_content_type", "Content-Type must be application/json"
         )
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClientError400(400, "invalid_json", "body is not valid JSON") from e
+        raise RequestRejected(400, "invalid_json", "body is not valid JSON") from e
     if not isinstance(data, dict):
-        raise ClientError400(400, "invalid_json", "body must be a JSON object")
+        raise RequestRejected(400, "invalid_json", "body must be a JSON object")
     return data
