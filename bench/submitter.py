@@ -12,13 +12,16 @@ run one after the other against the same fake, the same durations and the same b
 - naive: N consumer threads long-polling the submit queue and an in-process counter of jobs in
   flight (reserved before submitting, released by a tiny callback receiver); when the counter is
   at the limit the consumer hides the message again with ChangeMessageVisibility and moves on.
-- ours+ (only with `--schemes ...,ours+`): ours with two callback changes applied from outside
-  (see `ReleaseFirst`), to measure a suggestion before anyone edits services/.
 
-Scenarios are LIMIT:BACKLOG:SCALE. The full run: 50:300:1 (the brief's numbers), 2:40:1, and
-50:300:8, where jobs are long enough for moto to keep up (at SCALE 1 and LIMIT 50 the schemes
-need 40 submits/s; moto, one core behind one DynamoDB lock, serves ~200 calls/s, and ours makes
-~13 calls a job, naive ~5, so both are moto-bound there). `--quick`: 50:70:1, 2:10:1, 50:70:5.
+Scenarios are LIMIT:BACKLOG:SCALE. A real Symbl job for a meeting of an hour runs for minutes;
+the bench compresses jobs to U(0.5, 2) x SCALE seconds while every call around them keeps its
+real local cost (moto, loopback HTTP), so the fixed costs of a refill (~0.1 s) and of filling 50
+free slots (~2.5 s: moto serves one DynamoDB request at a time, ~10 ms each for our items) weigh
+SCALE-times more than they would at real durations. The targets are judged at SCALE 16 (jobs of
+8-32 s, a compression of roughly 10-20x): 50:300:16 (the brief's limit and backlog) and 2:12:16
+(the trial limit; 300 meetings at 2 slots would take 40 minutes). 50:300:4 is the stress case
+(jobs of 2-8 s): there moto's DynamoDB is busy ~70 % of the time and becomes the bottleneck of
+both schemes. `--quick` (50:120:8, 2:8:2) is a smoke run; its verdicts mean little.
 
 Everything is measured from the fake's own job histories (accept → terminal, monotonic clock):
 
@@ -41,7 +44,7 @@ bench memoises them (same bytes, same answer; `--real-analysis` keeps them). mot
 own process (`--moto inproc` puts it back in this one: ~12 points less utilisation from the
 GIL); pump workers are warmed up before the clock starts.
 
-    .venv/bin/python bench/submitter.py [--quick] [--schemes ours,ours+,naive]
+    .venv/bin/python bench/submitter.py [--quick] [--schemes ours,naive]
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ import argparse
 import bisect
 import contextlib
 import hashlib
-import io
 import json
 import os
 import select
@@ -224,6 +226,55 @@ def memoise_fake_analysis() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+class MotoLoad:
+    """Time moto spends on each operation (inside DynamoDB's lock: its own work, not waiting).
+    `GET /_bench/moto-load` returns the totals since the last such request and resets them."""
+
+    PATH = "/_bench/moto-load"
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+        self.lock = threading.Lock()
+
+    def timed(self, app: Any) -> Any:
+        def call(environ: dict[str, Any], start_response: Any) -> Any:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            name = target.replace("DynamoDB_20120810.", "dynamodb.").replace("AmazonSQS.", "sqs.")
+            t0 = time.monotonic()
+            try:
+                return list(app(environ, start_response))
+            finally:
+                with self.lock:
+                    entry = self.totals[name or f"s3.{environ.get('REQUEST_METHOD', '')}"]
+                    entry[0] += 1
+                    entry[1] += time.monotonic() - t0
+
+        return call
+
+    def endpoint(self, app: Any) -> Any:
+        def call(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") != self.PATH:
+                return app(environ, start_response)
+            with self.lock:
+                body = json.dumps(self.totals).encode()
+                self.totals.clear()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+
+        return call
+
+
+def moto_load(url: str | None) -> dict[str, list[float]]:
+    if not url:
+        return {}
+    import requests
+
+    try:
+        return dict(requests.get(url + MotoLoad.PATH, timeout=10).json())
+    except (requests.RequestException, ValueError):
+        return {}
+
+
 def serve_moto() -> int:
     """Child: moto's (DynamoDB-serialised) server on loopback until stdin closes."""
     import logging
@@ -232,7 +283,8 @@ def serve_moto() -> int:
     from sandbox.local_aws import serialized_moto_app
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = LoopbackServer(serialized_moto_app()).start()
+    load = MotoLoad()
+    server = LoopbackServer(load.endpoint(serialized_moto_app(wrap=load.timed))).start()
     print(server.url, flush=True)
     sys.stdin.read()
     server.stop()
@@ -342,65 +394,6 @@ def moto_process() -> Iterator[tuple[str, int]]:
 # ---------------------------------------------------------------------------------------------
 
 
-class ReleaseFirst:
-    """ "ours+": two callback changes tried from the outside, to measure them before anyone edits
-    services/: (1) a non-terminal status in the body ends the request before any lookup (the
-    body is only a hint, and a running job needs nothing); (2) on completion the slot is freed
-    and the pump nudged *before* the meeting's transition and the notify message (done here by
-    wrapping the callback's store; settle_job's own release and nudge then find nothing to do)."""
-
-    def __init__(self, jobs: Any, nudger: BenchNudger, app: Any) -> None:
-        self.jobs = jobs
-        self.nudger = nudger
-        self.app = app
-        self.job_of: dict[str, str] = {}
-
-    def install(self) -> Any:
-        from services.core.recordings import State
-
-        store, slots = self.jobs.store, self.jobs.slots
-        job_of = self.job_of
-        nudger = self.nudger
-
-        class Store:
-            def __getattr__(self, name: str) -> Any:
-                return getattr(store, name)
-
-            def find_by_symbl_job(self, job_id: str) -> Any:
-                recording = store.find_by_symbl_job(job_id)
-                if recording is not None:
-                    job_of[recording.meeting_uuid] = job_id
-                return recording
-
-            def transition(self, uuid: str, expected: Any, new: Any, **kwargs: Any) -> Any:
-                job_id = job_of.get(uuid)
-                if expected == State.SUBMITTED and job_id:
-                    slots.release_job(job_id)
-                    nudger.nudge("slot freed")
-                return store.transition(uuid, expected, new, **kwargs)
-
-        class Pump:
-            def nudge(self, reason: str) -> None:
-                if reason != "slot freed":  # already nudged, right after the release
-                    nudger.nudge(reason)
-
-        self.jobs.store = Store()
-        self.jobs.pump = Pump()
-        return self.wsgi
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO", "").startswith("/symbl/callback/"):
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(body)
-            with contextlib.suppress(ValueError, AttributeError):
-                status = json.loads(body or b"null").get("status")
-                if isinstance(status, str) and status not in TERMINAL:
-                    start_response("200 OK", [("Content-Type", "application/json")])
-                    return [b'{"status":"still running"}']
-        return self.app(environ, start_response)
-
-
 class BenchNudger:
     """The rig's WakeNudger for pump threads, plus one datagram per nudge to the next pump
     process (one async invoke → one invocation)."""
@@ -456,12 +449,11 @@ class Run:
     extra: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
+    moto: dict[str, list[float]] = field(default_factory=dict)  # operation → [count, busy s]
 
 
 @contextlib.contextmanager
-def bench_rig(
-    stack: Any, credentials: Any, cfg: Config, *, fixes: bool = False
-) -> Iterator[tuple[Any, Timings]]:
+def bench_rig(stack: Any, credentials: Any, cfg: Config) -> Iterator[tuple[Any, Timings]]:
     from sandbox.fake_symbl import FakeSymblState, seeded_uniform, serve
     from sandbox.http_server import LoopbackServer
     from services.core.settings import WebhookSettings, settings_from
@@ -491,8 +483,6 @@ def bench_rig(
     deps.jobs.speech = Timed(deps.jobs.speech, "cb.symbl", timings)
     deps.jobs.notify_queue = Timed(deps.jobs.notify_queue, "cb.sqs", timings)
     app = create_app(deps)
-    if fixes:
-        app = ReleaseFirst(deps.jobs, nudger, app).install()
     api = LoopbackServer(timed_wsgi(app, timings, "cb.request")).start()
     rig = SubmitterRig(stack, credentials, state, symbl_server.url, api.url, cfg.limit, nudger)  # type: ignore[arg-type]
     try:
@@ -644,19 +634,18 @@ class Config:
     timeout: float
     scale: float = 1.0
     seed: int = SEED
+    moto_url: str | None = None  # moto in its own process: its load is read per run
 
     @property
     def job_seconds(self) -> tuple[float, float]:
         return (JOB_SECONDS[0] * self.scale, JOB_SECONDS[1] * self.scale)
 
 
-def run_ours(
-    stack: Any, credentials: Any, flac: Path, cfg: Config, moto_pid: int | None, *, fixes: bool
-) -> Run:
+def run_ours(stack: Any, credentials: Any, flac: Path, cfg: Config, moto_pid: int | None) -> Run:
     from services.submitter.pump import run_pump
     from services.submitter.reconciler import reconcile
 
-    with bench_rig(stack, credentials, cfg, fixes=fixes) as (rig, timings):
+    with bench_rig(stack, credentials, cfg) as (rig, timings):
         uuids = add_backlog(rig, cfg.backlog, flac)
         nudger: BenchNudger = rig.nudger  # type: ignore[assignment]
         stop = threading.Event()
@@ -728,6 +717,7 @@ def run_ours(
         for _ in range(cfg.pump_threads):
             ready.acquire(timeout=60)
         cpu = CpuMeter(pids)
+        moto_load(cfg.moto_url)  # resets moto's counters: the setup above is not measured
         moto_before = moto_errors()
         t0 = time.monotonic()
         nudger.broadcast(repr(t0).encode())  # the first invocation of every pump process
@@ -751,6 +741,7 @@ def run_ours(
         wait_for(all_transcribed, 15, poll=1.0)
         wall = time.monotonic() - t0
         cpu_used = cpu.stop()
+        load = moto_load(cfg.moto_url)
         stop.set()
         nudger.event.set()
         nudger.broadcast(b"stop")
@@ -769,7 +760,7 @@ def run_ours(
         states = final_states(rig, uuids)
         in_use = rig.slots.view().in_use
         return Run(
-            scheme="ours+" if fixes else "ours",
+            scheme="ours",
             limit=cfg.limit,
             uuids=uuids,
             jobs=fake_jobs(state),
@@ -800,6 +791,7 @@ def run_ours(
             },
             errors=errors,
             cpu=cpu_used,
+            moto=load,
         )
 
 
@@ -975,6 +967,7 @@ def run_naive(stack: Any, credentials: Any, flac: Path, cfg: Config, moto_pid: i
         if moto_pid:
             pids["moto"] = moto_pid
         cpu = CpuMeter(pids)
+        moto_load(cfg.moto_url)  # resets moto's counters: the setup above is not measured
         moto_before = moto_errors()
         t0 = time.monotonic()
         for thread in threads:
@@ -993,6 +986,7 @@ def run_naive(stack: Any, credentials: Any, flac: Path, cfg: Config, moto_pid: i
         wait_for(finished, cfg.timeout, poll=0.5)
         wall = time.monotonic() - t0
         cpu_used = cpu.stop()
+        load = moto_load(cfg.moto_url)
         naive.stop.set()
         for thread in threads:
             thread.join(timeout=30)
@@ -1017,6 +1011,7 @@ def run_naive(stack: Any, credentials: Any, flac: Path, cfg: Config, moto_pid: i
             },
             errors=naive.errors,
             cpu=cpu_used,
+            moto=load,
         )
 
 
@@ -1222,6 +1217,14 @@ def print_profile(run: Run) -> None:
         f"   per accepted job: {dynamo / jobs:.1f} DynamoDB calls (a GSI lookup counts once), "
         f"{sqs / jobs:.1f} SQS calls"
     )
+    if run.moto:
+        busy = sum(seconds for _, seconds in run.moto.values())
+        top = sorted(run.moto.items(), key=lambda item: -item[1][1])[:8]
+        print(
+            f"   moto's own work {busy:.1f} s in {run.wall_seconds:.1f} s wall (DynamoDB one "
+            f"request at a time); by operation, calls per job / seconds: "
+            + ", ".join(f"{op} {n / jobs:.1f}/{sec:.1f}" for op, (n, sec) in top)
+        )
     print(f"   {'call':<34}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'total s':>9}")
     for name in sorted(t.samples):
         values = t.samples[name]
@@ -1235,8 +1238,8 @@ def print_profile(run: Run) -> None:
         )
 
 
-FULL = "50:300:1,2:40:1,50:300:8"
-QUICK = "50:70:1,2:10:1,50:70:5"
+FULL = "50:300:16,2:12:16,50:300:4"
+QUICK = "50:120:8,2:8:2"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1288,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as ctx:
         tmp = Path(ctx.enter_context(tempfile.TemporaryDirectory(prefix="bench-sub-")))
         flac = two_channel_flac(tmp / "two.flac")
-        moto_pid = None
+        moto_pid, url = None, ""
         if args.moto == "process":
             url, moto_pid = ctx.enter_context(moto_process())
             ctx.enter_context(LocalAws(endpoint_url=url))
@@ -1309,22 +1312,21 @@ def main(argv: list[str] | None = None) -> int:
                 naive_defer=args.naive_defer,
                 reconcile_every=args.reconcile_every,
                 webhook_workers=args.webhook_workers,
-                timeout=240.0,
+                timeout=600.0,
+                moto_url=url if args.moto == "process" else None,
                 scale=scale,
                 seed=args.seed,
             )
             runs: dict[str, Run] = {}
             for scheme in schemes:
                 aws.reset_clients()
-                prefix = f"bs{n}{scheme.replace('+', 'x')}"
+                prefix = f"bs{n}{scheme}"
                 stack = provision(StackNames(prefix), credentials.secret_values())
                 t0 = time.monotonic()
                 if scheme == "naive":
                     runs[scheme] = run_naive(stack, credentials, flac, cfg, moto_pid)
                 else:
-                    runs[scheme] = run_ours(
-                        stack, credentials, flac, cfg, moto_pid, fixes=scheme == "ours+"
-                    )
+                    runs[scheme] = run_ours(stack, credentials, flac, cfg, moto_pid)
                 print(f"   ({scheme}, limit {limit}: {time.monotonic() - t0:.1f} s with setup)")
             name = f"limit {limit}, backlog {backlog}, scale {scale:g}"
             results[name] = print_scenario(cfg, runs)

@@ -18,9 +18,10 @@ locals {
 
 data "aws_iam_policy_document" "webhook_recordings_table" {
   statement {
-    sid       = "RecordAndAdvanceMeetings"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
-    resources = local.recordings_table_resources
+    sid = "RecordAndAdvanceMeetings"
+    # By key only: the Symbl callback finds its meeting by the key in its URL, not an index.
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.recordings.arn]
   }
 }
 

@@ -48,3 +48,11 @@ def error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def refused_item(exc: BaseException) -> dict[str, Any]:
+    """The item a conditional DynamoDB write found when it was refused (the write asked for
+    `ReturnValuesOnConditionCheckFailure="ALL_OLD"`); empty when there was none."""
+    response = getattr(exc, "response", None)
+    item = response.get("Item") if isinstance(response, dict) else None
+    return dict(item) if isinstance(item, dict) else {}

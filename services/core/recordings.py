@@ -411,14 +411,16 @@ class RecordingStore:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
+                # A refusal carries the item as it is, so a conflict costs no second read.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as e:
             if aws.error_code(e) == "ConditionalCheckFailedException":
-                current = self.get(meeting_uuid)
+                found = aws.refused_item(e)
                 raise StateConflict(
                     meeting_uuid,
                     tuple(s.value for s in expected),
-                    current.state.value if current else None,
+                    _decode(found).get("state") if found else None,
                 ) from e
             raise
         return Recording.model_validate(_decode(response["Attributes"]))

@@ -120,6 +120,9 @@ class SubmitterSettings(CoreSettings, SymblSettings):
     claim_lease_seconds: int = Field(default=120, ge=10)
     job_lease_seconds: int = Field(default=2 * 3600, ge=60)
     pump_max_seconds: float = Field(default=240.0, gt=0)
+    # While many slots are free (a backlog meets an idle account), a pump takes up to this many
+    # at once and submits them concurrently; SQS receives at most 10 messages per call.
+    pump_batch: int = Field(default=10, ge=1, le=10)
     # Symbl takes at most 4 h of media per file.
     max_media_seconds: int = Field(default=4 * 3600, ge=1)
 

@@ -1,8 +1,8 @@
 """Symbl job slots: never more jobs in flight than the account allows, shared by every pump.
 
-One DynamoDB item holds a map of holders, each with a lease deadline. Acquiring is one
-conditional update ("fewer than LIMIT holders, I am not one, and we are not backing off"), so
-concurrent pumps can never overshoot. A pump first holds a short *claim* while it submits; on
+One DynamoDB item holds a map of holders, each with a lease deadline. Acquiring n slots is one
+conditional update ("at most LIMIT - n holders, none of them mine, and we are not backing off"),
+so concurrent pumps can never overshoot. A pump first holds a short *claim* while it submits; on
 success the claim becomes the job's lease in the same write; the callback (or the reconciler,
 when the callback is lost) releases it.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,14 @@ class Lease:
     @property
     def job_id(self) -> str | None:
         return self.holder[len(JOB_PREFIX) :] if self.holder.startswith(JOB_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Claims granted by one acquisition, and how many slots were still free after it."""
+
+    claims: tuple[str, ...]
+    free_after: int
 
 
 @dataclass(frozen=True)
@@ -101,30 +109,59 @@ class SlotPool:
 
     def acquire(self, *, lease_seconds: float, meeting_uuid: str | None = None) -> str | None:
         """A claim token, or None when all slots are taken or we are backing off."""
+        grant = self.acquire_many(1, lease_seconds=lease_seconds, meeting_uuid=meeting_uuid)
+        return grant.claims[0] if grant.claims else None
+
+    def acquire_many(
+        self, count: int, *, lease_seconds: float, meeting_uuid: str | None = None
+    ) -> Grant:
+        """Up to `count` claims in one conditional write ("at most LIMIT - count holders").
+
+        When fewer are free, the refusal carries the item, and the write is tried once more for
+        exactly the free number; a pool that is full (or backing off) grants nothing.
+        """
+        if count < 1:
+            raise ValueError("acquire at least one slot")
         self._ensure_item()
-        now = self._clock()
-        holder = CLAIM_PREFIX + uuid.uuid4().hex
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": self.key}},
-                UpdateExpression="SET holders.#h = :lease",
-                ConditionExpression=(
-                    "size(holders) < :limit AND attribute_not_exists(holders.#h)"
-                    " AND backoff_until <= :now"
-                ),
-                ExpressionAttributeNames={"#h": holder},
-                ExpressionAttributeValues={
-                    ":lease": _lease_value(now + lease_seconds, meeting_uuid),
-                    ":limit": {"N": str(self.limit)},
-                    ":now": {"N": repr(now)},
-                },
-            )
-        except ClientError as e:
-            if aws.error_code(e) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return holder
+        for _ in range(3):  # a second try for what is free; a third if a racer took some
+            now = self._clock()
+            holders = [CLAIM_PREFIX + uuid.uuid4().hex for _ in range(count)]
+            names = {f"#h{i}": holder for i, holder in enumerate(holders)}
+            absent = " AND ".join(f"attribute_not_exists(holders.{name})" for name in names)
+            try:
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": self.key}},
+                    UpdateExpression="SET " + ", ".join(f"holders.{n} = :lease" for n in names),
+                    ConditionExpression=(
+                        f"size(holders) <= :most AND backoff_until <= :now AND {absent}"
+                    ),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={
+                        ":lease": _lease_value(now + lease_seconds, meeting_uuid),
+                        ":most": {"N": str(self.limit - count)},
+                        ":now": {"N": repr(now)},
+                    },
+                    ReturnValues="ALL_NEW",
+                    # A refusal of one slot needs no explanation; of more, how many are free.
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD" if count > 1 else "NONE",
+                )
+            except ClientError as e:
+                if aws.error_code(e) != "ConditionalCheckFailedException":
+                    raise
+                if count == 1:
+                    return Grant((), 0)
+                item = aws.refused_item(e)
+                if float(item.get("backoff_until", {}).get("N", "0")) > now:
+                    return Grant((), 0)
+                free = self.limit - len(item.get("holders", {}).get("M", {}))
+                if free < 1:
+                    return Grant((), 0)
+                count = min(count, free)
+                continue
+            in_use = len(response["Attributes"].get("holders", {}).get("M", {}))
+            return Grant(tuple(holders), max(0, self.limit - in_use))
+        return Grant((), 0)
 
     def convert_to_job(
         self, claim: str, job_id: str, *, lease_seconds: float, meeting_uuid: str
@@ -152,20 +189,35 @@ class SlotPool:
             ExpressionAttributeNames={"#h": holder},
         )
 
+    def release_many(self, holders: Iterable[str]) -> None:
+        """Free several claims in one write (a pump that received fewer messages than slots)."""
+        names = {f"#h{i}": holder for i, holder in enumerate(holders)}
+        if not names:
+            return
+        self._ensure_item()
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": self.key}},
+            UpdateExpression="REMOVE " + ", ".join(f"holders.{name}" for name in names),
+            ExpressionAttributeNames=names,
+        )
+
     def release_job(self, job_id: str) -> None:
         self.release(JOB_PREFIX + job_id)
 
-    def extend(self, holder: str, *, lease_seconds: float) -> bool:
-        """Push a lease's deadline out; False when the holder no longer holds a slot."""
+    def extend(self, lease: Lease, *, lease_seconds: float) -> bool:
+        """Push a lease's deadline out; False when its holder no longer holds a slot."""
         now = self._clock()
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": self.key}},
-                UpdateExpression="SET holders.#h.deadline = :d",
+                UpdateExpression="SET holders.#h = :lease",
                 ConditionExpression="attribute_exists(holders.#h)",
-                ExpressionAttributeNames={"#h": holder},
-                ExpressionAttributeValues={":d": {"N": repr(now + lease_seconds)}},
+                ExpressionAttributeNames={"#h": lease.holder},
+                ExpressionAttributeValues={
+                    ":lease": _lease_value(now + lease_seconds, lease.meeting_uuid)
+                },
             )
         except ClientError as e:
             if aws.error_code(e) == "ConditionalCheckFailedException":
@@ -201,9 +253,8 @@ class SlotPool:
         item = self._item()
         leases = []
         for holder, value in item.get("holders", {}).get("M", {}).items():
-            fields = value.get("M", {})
-            meeting = fields.get("meeting", {}).get("S")
-            leases.append(Lease(holder, float(fields["deadline"]["N"]), meeting))
+            deadline, _, meeting = value.get("S", "0").partition(" ")
+            leases.append(Lease(holder, float(deadline), meeting or None))
         return SlotsView(
             limit=self.limit,
             leases=tuple(sorted(leases, key=lambda lease: lease.deadline)),
@@ -212,7 +263,6 @@ class SlotPool:
 
 
 def _lease_value(deadline: float, meeting_uuid: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"deadline": {"N": repr(deadline)}}
-    if meeting_uuid:
-        fields["meeting"] = {"S": meeting_uuid}
-    return {"M": fields}
+    """A lease as one string, "<deadline> <meeting>": every write to the pool's item carries
+    (and every read returns) all of them, so each is kept to a single small value."""
+    return {"S": f"{deadline!r} {meeting_uuid or ''}".rstrip()}

@@ -6,8 +6,10 @@ and a job already settled changes nothing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 
 from services.core.errors import StateConflict
@@ -20,6 +22,29 @@ from services.core.slots import SlotPool
 from services.core.symbl import JobStatus, SpeechAnalytics
 
 STAGE = "transcribe"
+
+
+def new_callback_secret(meeting_uuid: str) -> str:
+    """A fresh secret for one submission's callback URL: `<meeting key>.<256 random bits>`.
+
+    The key part (the meeting UUID, base64url) lets the callback read the item by its key,
+    strongly consistent, rather than search the job index, which lags behind writes and knows
+    nothing before the job is recorded. Only the random part makes it unguessable.
+    """
+    key = base64.urlsafe_b64encode(meeting_uuid.encode()).decode().rstrip("=")
+    return f"{key}.{secrets.token_urlsafe(32)}"
+
+
+def callback_meeting(secret: str) -> str | None:
+    """The meeting a callback secret names, or None when it is not one of ours."""
+    key, dot, token = secret.partition(".")
+    if not dot or not key or not token or len(secret) > 1000:
+        return None
+    try:
+        raw = base64.b64decode(key + "=" * (-len(key) % 4), altchars=b"-_", validate=True)
+        return raw.decode() or None
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
 
 
 def secret_digest(secret: str) -> str:
@@ -54,14 +79,16 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
         deps.slots.release_job(job_id)
         return "already settled"
     if status == JobStatus.COMPLETED:
+        # Symbl no longer counts the job, so its slot goes back first and the pump starts on the
+        # next meeting while this one is recorded. Should the write below fail, the meeting stays
+        # SUBMITTED and the reconciler settles it; the slot is not held meanwhile.
+        deps.slots.release_job(job_id)
+        deps.pump.nudge("slot freed")
         try:
             deps.store.transition(recording.meeting_uuid, State.SUBMITTED, State.TRANSCRIBED)
         except StateConflict:
-            deps.slots.release_job(job_id)
             return "already settled"
-        deps.slots.release_job(job_id)
         deps.notify_queue.send(NotifyRequest(meeting_uuid=recording.meeting_uuid))
-        deps.pump.nudge("slot freed")
         logger.info("transcribed", job_id=job_id)
         return "transcribed"
     record_metric("SymblJobsFailed")
@@ -75,6 +102,7 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
                 updates={
                     "symbl_job_id": None,
                     "symbl_conversation_id": None,
+                    "callback_secret_digest": None,  # the next submission gets its own
                     "last_error": f"Symbl job {job_id} failed",
                 },
             )

@@ -1,17 +1,19 @@
 """The pump: keeps Symbl exactly as busy as the account allows, never busier.
 
 Loop: acquire a slot, then receive one submit request, submit it, record the job, delete the
-message. Without a slot it receives nothing, so waiting never counts against a message's
-deliveries; without a message it gives the slot back and stops. Any number of pumps may run at
+message (while many slots are free, a batch of them at a time, submitted concurrently). Without a
+slot it receives nothing, so waiting never counts against a message's deliveries; without a
+message it gives the slot back and stops. Any number of pumps may run at
 once: the slot pool keeps them honest, and the MERGED → SUBMITTING transition keeps two pumps
 from submitting the same meeting.
 """
 
 from __future__ import annotations
 
-import secrets
+import enum
 import time
 from collections.abc import Callable
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,12 @@ from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import SubmitterSettings
 from services.core.slots import SlotPool
 from services.core.symbl import AudioSubmission, ConcurrencyLimitReached, Speaker, SpeechAnalytics
-from services.core.transcription_jobs import JobDeps, secret_digest, settle_job
+from services.core.transcription_jobs import (
+    JobDeps,
+    new_callback_secret,
+    secret_digest,
+    settle_job,
+)
 
 STAGE = "submit"
 TRANSCRIBE_STAGE = "transcribe"
@@ -52,6 +59,16 @@ class PumpReport:
     failed: int = 0
     stopped_because: str = ""
 
+    def add(self, result: Result) -> None:
+        if result.outcome == Outcome.SUBMITTED and result.meeting_uuid:
+            self.submitted.append(result.meeting_uuid)
+        elif result.outcome == Outcome.SKIPPED:
+            self.skipped += 1
+        elif result.outcome == Outcome.DEFERRED:
+            self.deferred += 1
+        elif result.outcome == Outcome.FAILED:
+            self.failed += 1
+
 
 def callback_url(settings: SubmitterSettings, secret: str) -> str:
     return f"{settings.callback_base_url.rstrip('/')}/symbl/callback/{secret}"
@@ -77,18 +94,17 @@ def build_submission(recording: Recording, url: str, webhook_url: str) -> AudioS
     return AudioSubmission(url=url, name=name, webhook_url=webhook_url, channels=tuple(speakers))
 
 
-def _receive_one(deps: PumpDeps) -> dict[str, Any] | None:
+def _receive(deps: PumpDeps, count: int) -> list[dict[str, Any]]:
     try:
         response = deps.sqs.receive_message(
             QueueUrl=deps.settings.submit_queue_url,
-            MaxNumberOfMessages=1,
+            MaxNumberOfMessages=count,
             WaitTimeSeconds=1,
             AttributeNames=["ApproximateReceiveCount"],
         )
     except (ClientError, BotoCoreError) as e:
         raise TransientError(f"cannot receive from the submit queue: {e}") from e
-    messages = response.get("Messages") or []
-    return dict(messages[0]) if messages else None
+    return [dict(m) for m in response.get("Messages") or []]
 
 
 def _delete(deps: PumpDeps, message: dict[str, Any]) -> None:
@@ -115,33 +131,51 @@ def _presign(deps: PumpDeps, key: str) -> str:
     )
 
 
-def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any], report: PumpReport) -> bool:
-    """Act on one message while holding `claim`. Returns False when the pump should stop."""
+class Outcome(enum.Enum):
+    SUBMITTED = "submitted"
+    SKIPPED = "skipped"  # a duplicate, unknown or malformed request: its message is deleted
+    DEFERRED = "deferred"  # not possible yet: the message comes back later
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    meeting_uuid: str | None = None
+    # Set when the pump should stop taking slots (Symbl refused or is failing).
+    stop: str | None = None
+
+
+def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
+    """Act on one message while holding `claim`; the claim ends as the job's lease or is freed."""
     try:
         request = parse_message(SubmitRequest, message["Body"])
     except ValueError:
         logger.error("malformed submit request dropped", message_id=message.get("MessageId"))
-        _delete(deps, message)
-        deps.slots.release(claim)
-        report.skipped += 1
-        return True
+        return _drop(deps, claim, message)
     uuid = request.meeting_uuid
-    recording = deps.store.get(uuid)
-    if recording is None or recording.state not in (State.MERGED, State.MERGING):
+    secret = new_callback_secret(uuid)
+    try:
+        # No read first: the conditional write is the check, and a refusal says what it found.
+        recording = deps.store.transition(
+            uuid,
+            State.MERGED,
+            State.SUBMITTING,
+            updates={"callback_secret_digest": secret_digest(secret), "submit_claim": claim},
+            count_attempt=STAGE,
+        )
+    except StateConflict as e:
+        if e.actual == State.MERGING.value:
+            # A re-dispatched merge is running again: try this request once it is done.
+            _defer(deps, message, RETRY_VISIBILITY_SECONDS)
+            deps.slots.release(claim)
+            return Result(Outcome.DEFERRED, uuid)
         # Unknown, already submitted, or finished: a duplicate request.
-        _delete(deps, message)
-        deps.slots.release(claim)
-        report.skipped += 1
-        return True
-    if recording.state == State.MERGING:
-        _defer(deps, message, RETRY_VISIBILITY_SECONDS)
-        deps.slots.release(claim)
-        report.deferred += 1
-        return True
+        return _drop(deps, claim, message, uuid)
     if (recording.merged_seconds or 0) > deps.settings.max_media_seconds:
         deps.store.fail(
             uuid,
-            State.MERGED,
+            State.SUBMITTING,
             stage=STAGE,
             reason=(
                 f"meeting audio is {recording.merged_seconds:.0f} s; Symbl takes at most "
@@ -150,22 +184,7 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any], report: Pump
         )
         _delete(deps, message)
         deps.slots.release(claim)
-        report.failed += 1
-        return True
-    secret = secrets.token_urlsafe(32)
-    try:
-        recording = deps.store.transition(
-            uuid,
-            State.MERGED,
-            State.SUBMITTING,
-            updates={"callback_secret_digest": secret_digest(secret), "submit_claim": claim},
-            count_attempt=STAGE,
-        )
-    except StateConflict:
-        _delete(deps, message)
-        deps.slots.release(claim)
-        report.skipped += 1
-        return True
+        return Result(Outcome.FAILED, uuid)
     submission = build_submission(
         recording, _presign(deps, recording.merged_key or ""), callback_url(deps.settings, secret)
     )
@@ -178,28 +197,23 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any], report: Pump
         _revert(deps, uuid, "Symbl concurrency limit reached (429)")
         deps.slots.release(claim)
         _defer(deps, message, int(backoff) + 1)
-        report.deferred += 1
-        report.stopped_because = "429"
         logger.warning("Symbl refused a job our count allowed; backing off", seconds=backoff)
-        return False
+        return Result(Outcome.DEFERRED, uuid, stop="429")
     except TransientError as e:
         _revert(deps, uuid, str(e))
         deps.slots.release(claim)
         _defer(deps, message, RETRY_VISIBILITY_SECONDS)
-        report.deferred += 1
-        report.stopped_because = "transient"
         logger.warning("Symbl submit failed; will retry", error=str(e))
-        return False
+        return Result(Outcome.DEFERRED, uuid, stop="transient")
     except PermanentError as e:
         deps.store.fail(uuid, State.SUBMITTING, stage=STAGE, reason=str(e))
         deps.slots.release(claim)
         _delete(deps, message)
-        report.failed += 1
-        return True
+        return Result(Outcome.FAILED, uuid)
     deps.slots.convert_to_job(
         claim, job.job_id, lease_seconds=deps.settings.job_lease_seconds, meeting_uuid=uuid
     )
-    deps.store.transition(
+    recording = deps.store.transition(
         uuid,
         State.SUBMITTING,
         State.SUBMITTED,
@@ -212,27 +226,32 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any], report: Pump
     )
     _delete(deps, message)
     record_metric("SymblSubmits")
-    report.submitted.append(uuid)
     logger.info(
         "submitted to Symbl",
         meeting_uuid=uuid,
         job_id=job.job_id,
         channels=len(submission.channels) or 1,
     )
-    _settle_if_already_done(deps, uuid)
-    return True
+    _settle_if_already_done(deps, recording)
+    return Result(Outcome.SUBMITTED, uuid)
 
 
-def _settle_if_already_done(deps: PumpDeps, uuid: str) -> None:
-    """Close the window between Symbl's 201 and our record of the job: a callback that came in
-    it found no job to settle, so ask once now. A job still running is settled later by its
-    callback (or by the reconciler)."""
+def _drop(deps: PumpDeps, claim: str, message: dict[str, Any], uuid: str | None = None) -> Result:
+    _delete(deps, message)
+    deps.slots.release(claim)
+    return Result(Outcome.SKIPPED, uuid)
+
+
+def _settle_if_already_done(deps: PumpDeps, recording: Recording) -> None:
+    """Close the window between Symbl's 201 and our record of the job: a terminal callback that
+    came in it found no job to settle, so ask once now. A job still running is settled later by
+    its callback (or by the reconciler); one settled meanwhile makes `settle_job` a no-op."""
+    if not recording.symbl_job_id:
+        return
     try:
-        recording = deps.store.require(uuid)
-        if recording.symbl_job_id and recording.state == State.SUBMITTED:
-            status = deps.speech.job_status(recording.symbl_job_id)
-            if status.terminal:
-                settle_job(recording, status, deps.jobs)
+        status = deps.speech.job_status(recording.symbl_job_id)
+        if status.terminal:
+            settle_job(recording, status, deps.jobs)
     except (TransientError, PermanentError) as e:
         logger.info("job status check after submit failed; the reconciler will ask", error=str(e))
 
@@ -250,29 +269,116 @@ def _revert(deps: PumpDeps, uuid: str, reason: str) -> None:
 
 
 def run_pump(deps: PumpDeps) -> PumpReport:
-    """Submit while slots and messages remain, for at most `pump_max_seconds`."""
+    """Submit while slots and messages remain, for at most `pump_max_seconds`.
+
+    Each acquisition takes as many slots as were free after the previous one (one at first, at
+    most `pump_batch`), receives at most that many messages and frees the claims left over. The
+    submissions run in threads while the next slots are taken, so a backlog meeting an idle
+    account fills it without waiting on the slowest submission of each batch; a pump woken for
+    one freed slot makes one acquisition, one submission, and stops.
+    """
     report = PumpReport()
     deadline = deps.clock() + deps.settings.pump_max_seconds
-    while deps.clock() < deadline:
-        claim = deps.slots.acquire(lease_seconds=deps.settings.claim_lease_seconds)
-        if claim is None:
-            report.stopped_because = report.stopped_because or "no slot"
-            break
-        try:
-            message = _receive_one(deps)
-        except TransientError:
-            deps.slots.release(claim)
-            raise
-        if message is None:
-            deps.slots.release(claim)
-            report.stopped_because = "no message"
-            break
-        try:
-            if not submit_one(deps, claim, message, report):
+    want = 1
+    with _Submissions(deps, report) as running:
+        while running.stop is None:
+            if deps.clock() >= deadline:
+                report.stopped_because = "time"
                 break
-        except BaseException:
-            deps.slots.release(claim)
-            raise
-    else:
-        report.stopped_because = "time"
+            if want == 0:
+                # The pool was full at our last look. Every slot freed elsewhere nudges a pump;
+                # only a claim our own submissions gave back (a duplicate, a deferral) does not,
+                # so that is the one reason to ask again.
+                if running.finish() == 0:
+                    report.stopped_because = "no slot"
+                    break
+                want = 1
+            room = running.room()
+            running.returned = 0  # the acquisition below sees every claim given back so far
+            grant = deps.slots.acquire_many(
+                min(want, room), lease_seconds=deps.settings.claim_lease_seconds
+            )
+            if not grant.claims:
+                want = 0
+                continue
+            try:
+                messages = _receive(deps, len(grant.claims))
+            except TransientError:
+                deps.slots.release_many(grant.claims)
+                raise
+            deps.slots.release_many(grant.claims[len(messages) :])
+            if not messages:
+                report.stopped_because = "no message"
+                break
+            for claim, message in zip(grant.claims, messages, strict=False):
+                running.start(claim, message)
+            want = min(grant.free_after, deps.settings.pump_batch)
+    if running.stop is not None:
+        report.stopped_because = running.stop
     return report
+
+
+class _Submissions:
+    """The pump's submissions in flight (in threads), and what came of them.
+
+    Leaving the block waits for every one; the first that raised is raised then, after its
+    claim was freed (its message comes back by itself).
+    """
+
+    def __init__(self, deps: PumpDeps, report: PumpReport) -> None:
+        self.deps = deps
+        self.report = report
+        self.workers = 2 * deps.settings.pump_batch  # one batch submitting while the next is taken
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="submit")
+        self.pending: set[Future[Result]] = set()
+        self.returned = 0  # claims given back without a job since the counter was last reset
+        self.stop: str | None = None
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> _Submissions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+        self.pool.shutdown()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def start(self, claim: str, message: dict[str, Any]) -> None:
+        self.pending.add(self.pool.submit(_submit_or_release, self.deps, claim, message))
+        self._collect(timeout=0)
+
+    def room(self) -> int:
+        """Threads free for submissions, waiting for one when all are busy."""
+        while len(self.pending) >= self.workers:
+            self._collect(return_when=FIRST_COMPLETED)
+        return self.workers - len(self.pending)
+
+    def finish(self) -> int:
+        """Wait for every submission; the number of claims given back without a job."""
+        self._collect()
+        returned, self.returned = self.returned, 0
+        return returned
+
+    def _collect(self, timeout: float | None = None, return_when: str = ALL_COMPLETED) -> None:
+        done, self.pending = wait(self.pending, timeout=timeout, return_when=return_when)
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                self.error = self.error or error
+                self.stop = self.stop or "error"
+                continue
+            result = future.result()
+            self.report.add(result)
+            if result.outcome != Outcome.SUBMITTED:
+                self.returned += 1
+            if result.stop is not None:
+                self.stop = self.stop or result.stop
+
+
+def _submit_or_release(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
+    try:
+        return submit_one(deps, claim, message)
+    except BaseException:
+        deps.slots.release(claim)
+        raise

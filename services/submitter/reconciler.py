@@ -93,7 +93,12 @@ def reconcile_slots(deps: ReconcilerDeps, report: ReconcileReport) -> None:
             deps.slots.release(lease.holder)
             report.add("unknown lease released", lease.holder)
             continue
-        recording = deps.store.find_by_symbl_job(job_id)
+        # The lease names its meeting: read that by key (strongly consistent), not the index.
+        recording = (
+            deps.store.get(lease.meeting_uuid)
+            if lease.meeting_uuid
+            else deps.store.find_by_symbl_job(job_id)
+        )
         if recording is None or recording.symbl_job_id != job_id:
             deps.slots.release(lease.holder)
             report.add("orphan job lease released", job_id)
@@ -103,7 +108,7 @@ def reconcile_slots(deps: ReconcilerDeps, report: ReconcileReport) -> None:
             outcome = settle_job(recording, status, deps.jobs)
             report.add(f"lost callback: {outcome}", recording.meeting_uuid)
         else:
-            deps.slots.extend(lease.holder, lease_seconds=deps.settings.job_lease_seconds)
+            deps.slots.extend(lease, lease_seconds=deps.settings.job_lease_seconds)
 
 
 def reconcile_submitted(deps: ReconcilerDeps, report: ReconcileReport) -> None:

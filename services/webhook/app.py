@@ -28,7 +28,12 @@ from services.core.secrets import SecretCache, SecretReader
 from services.core.settings import WebhookSettings, cached_settings
 from services.core.slots import SlotPool
 from services.core.symbl import symbl_client
-from services.core.transcription_jobs import JobDeps, secret_matches, settle_job
+from services.core.transcription_jobs import (
+    JobDeps,
+    callback_meeting,
+    secret_matches,
+    settle_job,
+)
 from services.core.zoom_models import RecordingCompletedEvent, UrlValidationEvent, ZoomEnvelope
 from services.webhook.insights_page import InsightsPageDeps, insights_blueprint
 from services.webhook.zoom_signature import (
@@ -216,13 +221,21 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
         job_id = data.get("jobId") or data.get("id") if isinstance(data, dict) else None
         if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
             raise RequestRejected(400, "invalid_callback", "body must carry a jobId (or id)")
-        recording = jobs.store.find_by_symbl_job(job_id)
+        meeting_uuid = callback_meeting(secret)
+        recording = jobs.store.get(meeting_uuid) if meeting_uuid else None
         if recording is None or not secret_matches(secret, recording.callback_secret_digest):
+            raise RequestRejected(404, "not_found", "not found")
+        if recording.symbl_job_id not in (None, job_id):
+            # The secret is this submission's, but the job is not: nothing of ours to settle.
             raise RequestRejected(404, "not_found", "not found")
         if data.get("status") in ("scheduled", "in_progress"):
             # Nothing moves for a running job, so Symbl is not asked. (A reordered delivery whose
             # job has in fact ended is settled by its terminal callback or the reconciler.)
             return jsonify(status="still running")
+        if recording.symbl_job_id is None:
+            # Symbl answered the submit but the pump has not recorded the job yet: the pump asks
+            # for the job's status once it has, and settles an ended job itself.
+            return jsonify(status="not recorded yet")
         status = jobs.speech.job_status(job_id)
         logger.append_keys(meeting_uuid=recording.meeting_uuid)
         outcome = settle_job(recording, status, jobs)

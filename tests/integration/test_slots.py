@@ -77,7 +77,54 @@ def test_back_off_blocks_acquire_until_it_passes_and_doubles(
 
 def test_extend_reports_a_lost_lease(stack: ProvisionedStack) -> None:
     slots = pool(stack, 1)
-    claim = slots.acquire(lease_seconds=1)
-    assert claim and slots.extend(claim, lease_seconds=60)
-    slots.release(claim)
-    assert not slots.extend(claim, lease_seconds=60)
+    claim = slots.acquire(lease_seconds=1, meeting_uuid="m/1 with space==")
+    [lease] = slots.view().leases
+    assert lease.holder == claim and slots.extend(lease, lease_seconds=60)
+    [extended] = slots.view().leases
+    assert extended.deadline == lease.deadline + 59
+    assert extended.meeting_uuid == "m/1 with space=="
+    slots.release(lease.holder)
+    assert not slots.extend(lease, lease_seconds=60)
+
+
+def test_acquire_many_grants_what_is_free_and_says_what_is_left(stack: ProvisionedStack) -> None:
+    slots = pool(stack, 12)
+    first = slots.acquire_many(5, lease_seconds=60)
+    assert len(set(first.claims)) == 5 and first.free_after == 7
+    # More than is free: the refusal carries the count, and exactly the free ones are granted.
+    second = slots.acquire_many(10, lease_seconds=60)
+    assert len(second.claims) == 7 and second.free_after == 0
+    assert not set(first.claims) & set(second.claims)
+    full = slots.acquire_many(3, lease_seconds=60)
+    assert full.claims == () and full.free_after == 0
+    slots.release_many(second.claims[:4])
+    slots.release_many([])  # nothing to free is not an error
+    assert slots.view().in_use == 8
+    assert len(slots.acquire_many(10, lease_seconds=60).claims) == 4
+
+
+def test_acquire_many_grants_nothing_while_backing_off(
+    stack: ProvisionedStack, clock: Clock
+) -> None:
+    slots = pool(stack, 10, clock)
+    seconds = slots.back_off()
+    assert slots.acquire_many(4, lease_seconds=60).claims == ()
+    clock.now += seconds + 0.001
+    assert len(slots.acquire_many(4, lease_seconds=60).claims) == 4
+
+
+def test_concurrent_batch_acquires_never_exceed_the_limit(stack: ProvisionedStack) -> None:
+    slots = pool(stack, 25)
+    barrier = threading.Barrier(8)
+
+    def grab(_: int) -> tuple[str, ...]:
+        barrier.wait()
+        return slots.acquire_many(7, lease_seconds=60).claims
+
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        granted = [claim for claims in executor.map(grab, range(8)) for claim in claims]
+    # 8 x 7 wanted, 25 exist: racers that lose retry for what is left, and nobody overshoots.
+    assert len(granted) == len(set(granted)) <= 25
+    assert slots.view().in_use == len(granted) >= 7
+    # What the racers left is still grantable: no claim was lost in the race.
+    assert len(slots.acquire_many(25, lease_seconds=60).claims) == 25 - len(granted)

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -17,7 +18,14 @@ import requests
 from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
 from services.core import aws
+from services.core.queues import QueueSender, SubmitRequest
 from services.core.recordings import State
+from services.core.slots import Grant
+from services.core.transcription_jobs import (
+    callback_meeting,
+    new_callback_secret,
+    secret_digest,
+)
 from services.submitter.pump import run_pump
 from services.submitter.reconciler import reconcile
 from tests.conftest import ROOT
@@ -219,6 +227,90 @@ def test_callback_rejects_wrong_secret_unknown_job_and_malformed_bodies(
         assert wrong.json() == unknown.json()  # nothing tells the two apart
         assert (malformed.status_code, missing.status_code) == (400, 400)
         assert rig.store.require(uuid).model_dump() == before
+        assert rig.slots.view().in_use == 1
+
+
+def test_callback_reads_the_meeting_by_the_key_in_its_secret(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=2, processing_seconds=30) as rig:
+        first, second = rig.add_merged_meetings(2, flac)
+        url = f"{rig.api_url}/symbl/callback"
+        # The window between Symbl's 201 and the pump's record of the job: SUBMITTING, with the
+        # secret's digest stored but no job id yet.
+        secret = new_callback_secret(first)
+        rig.store.transition(
+            first,
+            State.MERGED,
+            State.SUBMITTING,
+            updates={"callback_secret_digest": secret_digest(secret)},
+        )
+        before = rig.store.require(first).model_dump()
+        running = requests.post(
+            f"{url}/{secret}", json={"jobId": "j-1", "status": "in_progress"}, timeout=5
+        )
+        early = requests.post(
+            f"{url}/{secret}", json={"jobId": "j-1", "status": "completed"}, timeout=5
+        )
+        assert running.json() == {"status": "still running"}
+        assert early.json() == {"status": "not recorded yet"}  # the pump asks once recorded
+        assert rig.store.require(first).model_dump() == before
+
+        assert run_pump(rig.pump_deps()).submitted == [second]
+        [sent] = rig.symbl.submissions
+        issued = sent.options["webhookUrl"]
+        assert issued.startswith(f"{url}/") and callback_meeting(issued.rsplit("/", 1)[1]) == second
+        forged = [
+            # second's key with a token it never issued; a meeting that does not exist
+            (f"{url}/{new_callback_secret(second)}", sent.job_id),
+            (f"{url}/{new_callback_secret('no/such==')}", sent.job_id),
+            # second's own secret, but another job than the one recorded for it
+            (issued, "another-job"),
+        ]
+        for address, job in forged:
+            answer = requests.post(address, json={"jobId": job, "status": "completed"}, timeout=5)
+            assert answer.status_code == 404
+        assert rig.store.require(second).state == State.SUBMITTED
+        assert rig.slots.view().in_use == 1
+
+
+def test_one_pump_fills_an_idle_account_in_a_few_batches(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=20, processing_seconds=60) as rig:
+        uuids = rig.add_merged_meetings(26, flac)
+        deps = rig.pump_deps()
+        acquisitions: list[int] = []
+        acquire_many = deps.slots.acquire_many
+
+        def counted(count: int, **kwargs: Any) -> Grant:
+            grant = acquire_many(count, **kwargs)
+            acquisitions.append(len(grant.claims))
+            return grant
+
+        deps.slots.acquire_many = counted  # type: ignore[method-assign]
+        report = run_pump(deps)
+        # One slot to learn what is free, then batches of at most 10: 1 + 10 + 9, then stop
+        # without asking a full pool again.
+        assert acquisitions == [1, 10, 9]
+        assert len(report.submitted) == 20 and report.stopped_because == "no slot"
+        assert rig.symbl.max_in_flight == 20
+        assert rig.slots.view().in_use == 20
+        states = Counter(rig.states(uuids).values())
+        assert states == {State.SUBMITTED: 20, State.MERGED: 6}
+        assert max(submitted_names(rig).values()) == 1
+
+
+def test_a_request_that_frees_the_last_slot_does_not_end_the_pump(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=1, processing_seconds=60) as rig:
+        # A request for a meeting that is not (or no longer) ours comes first; it takes the only
+        # slot and gives it back, and the pump must go on to the real one behind it.
+        QueueSender(stack.queue_urls["submit"]).send(SubmitRequest(meeting_uuid="gone/1=="))
+        [uuid] = rig.add_merged_meetings(1, flac)
+        report = run_pump(rig.pump_deps())
+        assert (report.skipped, report.submitted) == (1, [uuid])
         assert rig.slots.view().in_use == 1
 
 
