@@ -20,6 +20,7 @@ _CONFIG = Config(
     retries={"max_attempts": 5, "mode": "standard"},
     connect_timeout=5,
     read_timeout=30,
+    max_pool_connections=32,  # the pump submits from up to 20 threads at once
 )
 
 

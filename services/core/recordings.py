@@ -244,11 +244,13 @@ class RecordingStore:
         updates: Mapping[str, Any] | None = None,
         remove: Iterable[str] = (),
         count_attempt: str | None = None,
+        only_if: Mapping[str, str] | None = None,
     ) -> Recording:
         """Move the item from one of `expected` to `new`, with `updates`, in one conditional write.
 
         Raises StateConflict when the item is in any other state (or absent), so a duplicate
-        message that lost the race does nothing.
+        message that lost the race does nothing; also when a field named in `only_if` holds
+        another value (e.g. the Symbl job a settlement is about).
         """
         expected_states = (expected,) if isinstance(expected, State) else tuple(expected)
         now = self._clock()
@@ -263,6 +265,7 @@ class RecordingStore:
             remove=remove,
             history=Transition(state=new, at=stamp),
             count_attempt=count_attempt,
+            only_if=only_if,
         )
 
     def update_fields(
@@ -289,6 +292,7 @@ class RecordingStore:
         *,
         stage: str,
         reason: str,
+        only_if: Mapping[str, str] | None = None,
     ) -> Recording:
         """Move to FAILED with the stage and a reason an operator can read."""
         return self.transition(
@@ -296,6 +300,7 @@ class RecordingStore:
             expected,
             State.FAILED,
             updates={"failed_stage": stage, "failure_reason": reason[:2000]},
+            only_if=only_if,
         )
 
     def delete_if_state(self, meeting_uuid: str, state: State) -> bool:
@@ -371,6 +376,7 @@ class RecordingStore:
         remove: Iterable[str] = (),
         history: Transition | None = None,
         count_attempt: str | None = None,
+        only_if: Mapping[str, str] | None = None,
     ) -> Recording:
         names: dict[str, str] = {"#state": "state"}
         values: dict[str, Any] = {}
@@ -399,6 +405,11 @@ class RecordingStore:
         for i, state in enumerate(expected):
             values[f":e{i}"] = {"S": state.value}
             placeholders.append(f":e{i}")
+        condition = f"#state IN ({', '.join(placeholders)})"
+        for i, (key, value) in enumerate((only_if or {}).items()):
+            names[f"#c{i}"] = key
+            values[f":c{i}"] = {"S": value}
+            condition += f" AND #c{i} = :c{i}"
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
@@ -407,7 +418,7 @@ class RecordingStore:
                 TableName=self.table_name,
                 Key={"meeting_uuid": {"S": meeting_uuid}},
                 UpdateExpression=expression,
-                ConditionExpression=f"#state IN ({', '.join(placeholders)})",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",

@@ -226,21 +226,39 @@ class SlotPool:
         return True
 
     def back_off(self) -> float:
-        """After an unpredicted 429: nobody acquires for a while (doubling, capped)."""
-        current = max(BACKOFF_MIN_SECONDS, min(BACKOFF_MAX_SECONDS, self._backoff_seconds * 2))
-        until = self._clock() + current
-        self.client.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": self.key}},
-            UpdateExpression="SET backoff_until = :u, backoff_seconds = :s",
-            ExpressionAttributeValues={":u": {"N": repr(until)}, ":s": {"N": repr(current)}},
-        )
-        return current
+        """After an unpredicted 429: nobody acquires for a while (doubling, capped). Seconds
+        until acquiring is allowed again.
 
-    @property
-    def _backoff_seconds(self) -> float:
+        Doubles once per episode: while a back-off is running, the 429s of submissions already
+        under way (a pump submits several at once, and several pumps run) join it instead of
+        doubling it again.
+        """
+        now = self._clock()
         item = self._item()
-        return float(item.get("backoff_seconds", {}).get("N", "0"))
+        until = float(item.get("backoff_until", {}).get("N", "0"))
+        if until > now:
+            return until - now
+        previous = float(item.get("backoff_seconds", {}).get("N", "0"))
+        current = max(BACKOFF_MIN_SECONDS, min(BACKOFF_MAX_SECONDS, previous * 2))
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": self.key}},
+                UpdateExpression="SET backoff_until = :u, backoff_seconds = :s",
+                ConditionExpression="backoff_until <= :now",
+                ExpressionAttributeValues={
+                    ":u": {"N": repr(now + current)},
+                    ":s": {"N": repr(current)},
+                    ":now": {"N": repr(now)},
+                },
+            )
+        except ClientError as e:
+            if aws.error_code(e) != "ConditionalCheckFailedException":
+                raise
+            # Another pump started the episode between our read and our write: join it.
+            until = float(self._item().get("backoff_until", {}).get("N", "0"))
+            return max(0.0, until - now)
+        return current
 
     def _item(self) -> dict[str, Any]:
         self._ensure_item()

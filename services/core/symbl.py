@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from services.core.backoff import Backoff
 from services.core.errors import (
@@ -145,7 +146,7 @@ class SymblClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session()
         self._budget = retry_budget_seconds
         self._timeout = timeout
         self._clock = clock
@@ -272,3 +273,12 @@ def _message(response: requests.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("message", ""))[:300]
     return ""
+
+
+def _pooled_session() -> requests.Session:
+    """A session keeping enough connections for a pump's concurrent submissions (20)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=32)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

@@ -85,7 +85,12 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
         deps.slots.release_job(job_id)
         deps.pump.nudge("slot freed")
         try:
-            deps.store.transition(recording.meeting_uuid, State.SUBMITTED, State.TRANSCRIBED)
+            deps.store.transition(
+                recording.meeting_uuid,
+                State.SUBMITTED,
+                State.TRANSCRIBED,
+                only_if={"symbl_job_id": job_id},
+            )
         except StateConflict:
             return "already settled"
         deps.notify_queue.send(NotifyRequest(meeting_uuid=recording.meeting_uuid))
@@ -105,6 +110,7 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
                     "callback_secret_digest": None,  # the next submission gets its own
                     "last_error": f"Symbl job {job_id} failed",
                 },
+                only_if={"symbl_job_id": job_id},
             )
             outcome = "resubmitted"
         else:
@@ -113,6 +119,7 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
                 State.SUBMITTED,
                 stage=STAGE,
                 reason=f"Symbl job failed {attempts} times (last job {job_id})",
+                only_if={"symbl_job_id": job_id},
             )
             outcome = "failed"
     except StateConflict:

@@ -292,6 +292,8 @@ def run_pump(deps: PumpDeps) -> PumpReport:
                 if running.finish() == 0:
                     report.stopped_because = "no slot"
                     break
+                if running.stop is not None:
+                    break
                 want = 1
             room = running.room()
             running.returned = 0  # the acquisition below sees every claim given back so far
@@ -307,6 +309,9 @@ def run_pump(deps: PumpDeps) -> PumpReport:
                 deps.slots.release_many(grant.claims)
                 raise
             deps.slots.release_many(grant.claims[len(messages) :])
+            # Claims freed for want of messages (SQS may return fewer than are queued) nudge
+            # nobody either.
+            running.returned += len(grant.claims) - len(messages)
             if not messages:
                 report.stopped_because = "no message"
                 break
@@ -341,8 +346,18 @@ class _Submissions:
     def __exit__(self, *exc: object) -> None:
         self.finish()
         self.pool.shutdown()
-        if self.error is not None and exc[0] is None:
+        if self.error is None:
+            return
+        if exc[0] is None:
             raise self.error
+        logger.error("a submission failed while the pump was failing", error=repr(self.error))
+
+    def _failed(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error  # raised when the block ends
+        else:
+            logger.error("another submission failed in the same run", error=repr(error))
+        self.stop = self.stop or "error"
 
     def start(self, claim: str, message: dict[str, Any]) -> None:
         self.pending.add(self.pool.submit(_submit_or_release, self.deps, claim, message))
@@ -365,8 +380,7 @@ class _Submissions:
         for future in done:
             error = future.exception()
             if error is not None:
-                self.error = self.error or error
-                self.stop = self.stop or "error"
+                self._failed(error)
                 continue
             result = future.result()
             self.report.add(result)

@@ -142,3 +142,24 @@ def test_ttl_is_enabled_on_the_table(stack: ProvisionedStack, store: RecordingSt
     ttl = store.client.describe_time_to_live(TableName=stack.names.recordings_table)
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_a_transition_can_also_require_a_field_and_a_refusal_names_the_state(
+    store: RecordingStore,
+) -> None:
+    store.create_if_absent(make("m6"))
+    store.update_fields("m6", State.RECEIVED, {"symbl_job_id": "job-new"})
+    # A settlement about an older job of the same meeting must not move it.
+    with pytest.raises(StateConflict) as refused:
+        store.transition("m6", State.RECEIVED, State.MERGING, only_if={"symbl_job_id": "job-old"})
+    assert refused.value.actual == "RECEIVED"
+    with pytest.raises(StateConflict) as wrong_state:
+        store.transition("m6", State.MERGED, State.SUBMITTING)
+    assert wrong_state.value.actual == "RECEIVED"
+    with pytest.raises(StateConflict) as absent:
+        store.transition("nobody", State.MERGED, State.SUBMITTING)
+    assert absent.value.actual is None
+    moved = store.transition(
+        "m6", State.RECEIVED, State.MERGING, only_if={"symbl_job_id": "job-new"}
+    )
+    assert moved.state == State.MERGING

@@ -128,3 +128,14 @@ def test_concurrent_batch_acquires_never_exceed_the_limit(stack: ProvisionedStac
     assert slots.view().in_use == len(granted) >= 7
     # What the racers left is still grantable: no claim was lost in the race.
     assert len(slots.acquire_many(25, lease_seconds=60).claims) == 25 - len(granted)
+
+
+def test_back_off_doubles_once_per_episode(stack: ProvisionedStack, clock: Clock) -> None:
+    slots = pool(stack, 5, clock)
+    first = slots.back_off()
+    # More 429s from submissions already under way join the running back-off.
+    clock.now += 1.0
+    assert slots.back_off() == first - 1.0
+    assert slots.back_off() == first - 1.0
+    clock.now += first
+    assert slots.back_off() == 2 * first  # the next episode doubles, once

@@ -314,6 +314,33 @@ def test_a_request_that_frees_the_last_slot_does_not_end_the_pump(
         assert rig.slots.view().in_use == 1
 
 
+def test_claims_freed_for_want_of_messages_are_taken_again(
+    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
+) -> None:
+    with submitter_rig(stack, credentials, limit=5, processing_seconds=60) as rig:
+        uuids = rig.add_merged_meetings(8, flac)
+        deps = rig.pump_deps()
+        sqs = deps.sqs
+
+        class StingySqs:
+            """SQS returning fewer messages than asked for although more are queued (as it may)."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(sqs, name)
+
+            def receive_message(self, **kwargs: Any) -> Any:
+                kwargs["MaxNumberOfMessages"] = min(2, kwargs["MaxNumberOfMessages"])
+                return sqs.receive_message(**kwargs)
+
+        deps.sqs = StingySqs()
+        report = run_pump(deps)
+        # The pool looked full when 4 claims were taken, but 2 of them found no message and were
+        # freed: nobody nudges a pump for those, so this pump takes them again.
+        assert len(report.submitted) == 5 and report.stopped_because == "no slot"
+        assert rig.slots.view().in_use == 5
+        assert Counter(rig.states(uuids).values())[State.SUBMITTED] == 5
+
+
 def test_callback_with_id_instead_of_job_id_settles_the_job(
     stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
 ) -> None:
