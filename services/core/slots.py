@@ -152,14 +152,14 @@ class SlotPool:
                 if count == 1:
                     return Grant((), 0)
                 item = aws.refused_item(e)
-                if float(item.get("backoff_until", {}).get("N", "0")) > now:
+                if _number(item, "backoff_until") > now:
                     return Grant((), 0)
-                free = self.limit - len(item.get("holders", {}).get("M", {}))
+                free = self.limit - len(_holders(item))
                 if free < 1:
                     return Grant((), 0)
                 count = min(count, free)
                 continue
-            in_use = len(response["Attributes"].get("holders", {}).get("M", {}))
+            in_use = len(_holders(response["Attributes"]))
             return Grant(tuple(holders), max(0, self.limit - in_use))
         return Grant((), 0)
 
@@ -181,16 +181,11 @@ class SlotPool:
 
     def release(self, holder: str) -> None:
         """Free a claim or job lease; releasing one that is gone is a no-op."""
-        self._ensure_item()
-        self.client.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": self.key}},
-            UpdateExpression="REMOVE holders.#h",
-            ExpressionAttributeNames={"#h": holder},
-        )
+        self.release_many((holder,))
 
     def release_many(self, holders: Iterable[str]) -> None:
-        """Free several claims in one write (a pump that received fewer messages than slots)."""
+        """Free several holders in one write (a pump that received fewer messages than slots);
+        those already gone are skipped."""
         names = {f"#h{i}": holder for i, holder in enumerate(holders)}
         if not names:
             return
@@ -235,10 +230,10 @@ class SlotPool:
         """
         now = self._clock()
         item = self._item()
-        until = float(item.get("backoff_until", {}).get("N", "0"))
+        until = _number(item, "backoff_until")
         if until > now:
             return until - now
-        previous = float(item.get("backoff_seconds", {}).get("N", "0"))
+        previous = _number(item, "backoff_seconds")
         current = max(BACKOFF_MIN_SECONDS, min(BACKOFF_MAX_SECONDS, previous * 2))
         try:
             self.client.update_item(
@@ -256,7 +251,7 @@ class SlotPool:
             if aws.error_code(e) != "ConditionalCheckFailedException":
                 raise
             # Another pump started the episode between our read and our write: join it.
-            until = float(self._item().get("backoff_until", {}).get("N", "0"))
+            until = _number(self._item(), "backoff_until")
             return max(0.0, until - now)
         return current
 
@@ -270,13 +265,13 @@ class SlotPool:
     def view(self) -> SlotsView:
         item = self._item()
         leases = []
-        for holder, value in item.get("holders", {}).get("M", {}).items():
+        for holder, value in _holders(item).items():
             deadline, _, meeting = value.get("S", "0").partition(" ")
             leases.append(Lease(holder, float(deadline), meeting or None))
         return SlotsView(
             limit=self.limit,
             leases=tuple(sorted(leases, key=lambda lease: lease.deadline)),
-            backoff_until=float(item.get("backoff_until", {}).get("N", "0")),
+            backoff_until=_number(item, "backoff_until"),
         )
 
 
@@ -284,3 +279,12 @@ def _lease_value(deadline: float, meeting_uuid: str | None) -> dict[str, Any]:
     """A lease as one string, "<deadline> <meeting>": every write to the pool's item carries
     (and every read returns) all of them, so each is kept to a single small value."""
     return {"S": f"{deadline!r} {meeting_uuid or ''}".rstrip()}
+
+
+def _holders(item: dict[str, Any]) -> dict[str, Any]:
+    """The pool item's holders (DynamoDB JSON), by holder name."""
+    return dict(item.get("holders", {}).get("M", {}))
+
+
+def _number(item: dict[str, Any], name: str) -> float:
+    return float(item.get(name, {}).get("N", "0"))

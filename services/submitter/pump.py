@@ -3,9 +3,9 @@
 Loop: acquire a slot, then receive one submit request, submit it, record the job, delete the
 message (while many slots are free, a batch of them at a time, submitted concurrently). Without a
 slot it receives nothing, so waiting never counts against a message's deliveries; without a
-message it gives the slot back and stops. Any number of pumps may run at
-once: the slot pool keeps them honest, and the MERGED → SUBMITTING transition keeps two pumps
-from submitting the same meeting.
+message it gives the slot back and stops. Any number of pumps may run at once: the slot pool
+keeps them honest, and the MERGED → SUBMITTING transition keeps two pumps from submitting the
+same meeting.
 """
 
 from __future__ import annotations
