@@ -39,6 +39,7 @@ from sandbox.synth import (
     DEFAULT_ACCOUNT_ID,
     SyntheticFile,
     SyntheticMeeting,
+    build_recording_completed,
     build_recording_object,
 )
 
@@ -156,6 +157,15 @@ class _Hosted:
 
 
 @dataclass
+class _Processing:
+    """A file Zoom lists as `processing`: until `until` (epoch s) and for `answers` more
+    recordings-API answers (None: no limit of that kind)."""
+
+    until: float | None
+    answers: int | None
+
+
+@dataclass
 class _Page:
     scope: str
     offset: int
@@ -192,6 +202,7 @@ class FakeZoomState:
         self._issued_jwts: set[str] = set()
         self._pages: dict[str, _Page] = {}
         self._faults: list[Fault] = []
+        self._processing: dict[str, _Processing] = {}
         self._log: list[RequestRecord] = []
 
     # --- meetings -------------------------------------------------------------------------------
@@ -306,6 +317,67 @@ class FakeZoomState:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    # --- files still processing -----------------------------------------------------------------
+
+    def hold_processing(
+        self, file_id: str, *, seconds: float | None = None, answers: int | None = None
+    ) -> None:
+        """List file `file_id` with status `processing` (and no `file_size` yet) in the webhook
+        payloads `recording_completed` builds and in the recordings API, as Zoom does while it
+        still renders a file, then `completed` again.
+
+        It stays processing for `seconds` from now, or for the next `answers` recordings-API
+        answers that list it, whichever ends first; with neither, until `finish_processing`.
+        Downloads of the file are served as usual (Zoom's answer to them is not documented).
+        """
+        if answers is not None and answers < 1:
+            raise ValueError("answers must be at least 1 (or None)")
+        until = time.time() + seconds if seconds is not None else None
+        with self._lock:
+            self._processing[file_id] = _Processing(until=until, answers=answers)
+
+    def finish_processing(self, file_id: str | None = None) -> None:
+        """`file_id` (every file when None) is `completed` from now on."""
+        with self._lock:
+            if file_id is None:
+                self._processing.clear()
+            else:
+                self._processing.pop(file_id, None)
+
+    def file_status(self, file_id: str) -> str:
+        """The status Zoom lists for the file now (without using up an API answer)."""
+        return "processing" if self._still_processing(file_id, answer=False) else "completed"
+
+    def recording_completed(
+        self, meeting: SyntheticMeeting, *, base_url: str, download_token: str, **options: Any
+    ) -> dict[str, Any]:
+        """`build_recording_completed` with the files held by `hold_processing` as processing."""
+        event = build_recording_completed(
+            meeting, base_url=base_url, download_token=download_token, **options
+        )
+        self._apply_processing(event["payload"]["object"], answer=False)
+        return event
+
+    def _still_processing(self, file_id: str, *, answer: bool) -> bool:
+        with self._lock:
+            held = self._processing.get(file_id)
+            if held is None:
+                return False
+            if (held.until is not None and held.until <= time.time()) or held.answers == 0:
+                del self._processing[file_id]
+                return False
+            if answer and held.answers is not None:
+                held.answers -= 1
+            return True
+
+    def _apply_processing(self, body: dict[str, Any], *, answer: bool) -> None:
+        for key in ("participant_audio_files", "recording_files"):
+            for entry in body.get(key) or []:
+                file_id = entry.get("id")
+                if file_id and self._still_processing(file_id, answer=answer):
+                    entry["status"] = "processing"
+                    entry.pop("file_size", None)
 
     # --- request log ----------------------------------------------------------------------------
 
@@ -551,6 +623,7 @@ def create_app(state: FakeZoomState) -> Flask:
             response = _json_error(404, *_NOT_FOUND["recordings"])
             return _log(state, "recordings", response, auth="s2s")
         body = _recording_body(state, hosted)
+        state._apply_processing(body, answer=True)
         if "download_access_token" in request.args.get("include_fields", "").split(","):
             ttl = request.args.get("ttl", "86400")
             if not ttl.isdigit() or int(ttl) > MAX_DOWNLOAD_ACCESS_TTL_S:

@@ -27,9 +27,12 @@ class MergeRequest(StageMessage):
 
     `download_token` is the webhook's short-lived Zoom token; it travels only inside the
     encrypted queue, never in the table or the logs. Replays carry none and use OAuth instead.
+    `lease_holder` is set only on the merger's own delayed re-check of a meeting it holds while
+    Zoom finishes processing a file: it lets that re-check carry on under the same lease.
     """
 
     download_token: str | None = None
+    lease_holder: str | None = None
 
 
 class SubmitRequest(StageMessage):

@@ -20,7 +20,10 @@ def handle_batch(event: dict[str, Any], deps: MergerDeps) -> dict[str, Any]:
         event,
         MergeRequest,
         lambda request: dispatch_merge(
-            request.meeting_uuid, deps, download_token=request.download_token
+            request.meeting_uuid,
+            deps,
+            download_token=request.download_token,
+            lease_holder=request.lease_holder,
         ),
         lambda uuid, reason: fail_merge(deps.store, uuid, reason),
         queue_url=deps.settings.merge_queue_url,

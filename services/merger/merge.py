@@ -2,8 +2,10 @@
 
 `merge_meeting` is the one function the Lambda handler and the Fargate task both call. It is
 safe to run again after a crash: downloads go to fixed keys (a file already there at its full
-size is not fetched twice) and the final MERGING → MERGED transition is conditional, so only one
-run ever queues the submit request.
+size is not fetched twice), each run holds the meeting under a lease (`services.merger.lease`)
+and writes its file under its own key, and the final MERGING → MERGED transition is conditional
+on still holding that lease, so only one run ever records its result and queues the submit
+request.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from services.core.zoom import (
     ZoomDownloader,
     zoom_oauth,
 )
+from services.core.zoom_models import RecordingObject
 from services.merger import mixdown
 from services.merger.ffmpeg_plan import TrackSource
+from services.merger.lease import DEADLINE, HOLDER, STAGE, release_lease, renew_lease, take_lease
 
-STAGE = "merge"
 PRESIGNED_INPUT_SECONDS = 6 * 3600
 MERGE_TIMEOUT_FLOOR_SECONDS = 600
 MERGED_OBJECT_TYPE = "audio/flac"
@@ -60,6 +63,12 @@ class ParticipantDirectory(Protocol):
     def list_participants(self, meeting_uuid: str) -> list[Participant]: ...
 
 
+class RecordingDirectory(Protocol):
+    def get_recordings(
+        self, meeting_uuid: str, *, download_access_token_ttl: int | None = None
+    ) -> tuple[RecordingObject, str | None]: ...
+
+
 @dataclass
 class MergerDeps:
     settings: MergerSettings
@@ -69,7 +78,10 @@ class MergerDeps:
     submit_queue: MessageSender
     pump: PumpNudger
     s3: Any
+    recordings: RecordingDirectory
     ecs_client: Callable[[], Any] = field(default=lambda: aws.client("ecs"))
+    merge_queue: MessageSender | None = None
+    clock: Callable[[], float] = time.time
 
 
 def build_deps(settings: MergerSettings) -> MergerDeps:
@@ -86,6 +98,8 @@ def build_deps(settings: MergerSettings) -> MergerDeps:
         submit_queue=QueueSender(settings.submit_queue_url),
         pump=LambdaPumpNudger(settings.pump_function_name),
         s3=s3,
+        recordings=api,
+        merge_queue=QueueSender(settings.merge_queue_url),
     )
 
 
@@ -97,8 +111,10 @@ def raw_key(meeting_uuid: str, file_id: str, extension: str) -> str:
     return f"raw/{meeting_key(meeting_uuid)}/{meeting_key(file_id)}.{extension.lower()}"
 
 
-def merged_key(meeting_uuid: str) -> str:
-    return f"merged/{meeting_key(meeting_uuid)}.flac"
+def merged_key(meeting_uuid: str, run: str) -> str:
+    """Each run writes its own file, so a run that lost its lease never overwrites the file of
+    the run that replaced it."""
+    return f"merged/{meeting_key(meeting_uuid)}/{run}.flac"
 
 
 def _normalise(name: str) -> str:
@@ -164,6 +180,8 @@ def download_tracks(
     for track in recording.tracks:
         if track.status != "completed" or not track.download_url:
             reason = f"file status is {track.status!r}" if track.download_url else "no download URL"
+            if track.status == "processing" and recording.processing_wait_until:
+                reason = "file still processing at Zoom when the wait for it ran out"
             result.append(track.model_copy(update={"excluded_reason": reason, "s3_key": None}))
             continue
         key = raw_key(recording.meeting_uuid, track.file_id, "m4a")
@@ -259,29 +277,80 @@ def _merge_mixed(
     return {"seconds": outcome.duration_s, "elapsed": outcome.elapsed_s}, recording
 
 
+def speaker_count(
+    settings: MergerSettings, recording: Recording, participants: list[Participant]
+) -> tuple[int, str]:
+    """How many speakers to ask diarization for, and where that number came from: the
+    participants API, else the participant files Zoom listed (usable or not), else the default."""
+    named = {_normalise(p.name) for p in participants if p.name.strip()}
+    if named:
+        return len(named), "participants_api"
+    listed = {_normalise(t.name) for t in recording.tracks if t.name.strip()}
+    if listed:
+        return len(listed), "participant_files"
+    return settings.diarization_default_speakers, "default"
+
+
+def _holding(
+    deps: MergerDeps, meeting_uuid: str, recording: Recording, lease: str | None
+) -> Recording | None:
+    """The item under this run's lease: taken now when `lease` is None, else checked (and its
+    deadline pushed from now, as a Fargate task starts some time after its dispatcher took it)."""
+    now = deps.clock()
+    task = recording.merge_mode == "task"
+    seconds = deps.settings.merge_lease_seconds(recording.duration_minutes * 60, task=task)
+    if lease is None:
+        return take_lease(
+            deps.store, recording, seconds=seconds, now=now, mode=recording.merge_mode or "inline"
+        )
+    if recording.state != State.MERGING or recording.merge_lease_holder != lease:
+        logger.info("merge stopped: this run no longer holds the meeting", state=recording.state)
+        return None
+    return renew_lease(deps.store, meeting_uuid, lease, int(now + seconds))
+
+
 def merge_meeting(
-    meeting_uuid: str, deps: MergerDeps, *, download_token: str | None = None
+    meeting_uuid: str,
+    deps: MergerDeps,
+    *,
+    download_token: str | None = None,
+    lease: str | None = None,
 ) -> Recording:
-    """Download, merge and hand over to the submitter. Returns the item as it ends up."""
+    """Download, merge and hand over to the submitter. Returns the item as it ends up.
+
+    `lease` is the holder id of a lease the caller already took for this run (the dispatcher,
+    for itself or for the Fargate task it started); without one the run takes the lease itself.
+    A run that cannot hold the meeting (another live run holds it) does nothing.
+    """
     recording = deps.store.get(meeting_uuid)
     if recording is None:
         raise PermanentError(f"no recording item for {meeting_uuid!r}")
     if recording.state not in (State.RECEIVED, State.MERGING):
         logger.info("merge skipped: already past merging", state=recording.state.value)
         return recording
-    if recording.state == State.RECEIVED:
-        recording = deps.store.transition(
-            meeting_uuid,
-            State.RECEIVED,
-            State.MERGING,
-            updates={"merge_mode": recording.merge_mode or "inline"},
-            count_attempt=STAGE,
-        )
+    held = _holding(deps, meeting_uuid, recording, lease)
+    if held is None:
+        return deps.store.require(meeting_uuid)
+    holder = held.merge_lease_holder or ""
+    try:
+        return _merge_held(deps, held, holder, download_token)
+    except PermanentError as e:
+        fail_merge(deps.store, meeting_uuid, str(e), lease=holder)
+        raise
+    except BaseException:
+        release_lease(deps.store, meeting_uuid, holder)
+        raise
+
+
+def _merge_held(
+    deps: MergerDeps, recording: Recording, holder: str, download_token: str | None
+) -> Recording:
+    meeting_uuid = recording.meeting_uuid
     started = time.monotonic()
     participants = _participants(deps, meeting_uuid)
     tracks = match_emails(download_tracks(deps, recording, download_token), participants)
     usable = [t for t in tracks if t.s3_key and not t.excluded_reason]
-    key = merged_key(meeting_uuid)
+    key = merged_key(meeting_uuid, holder)
     with tempfile.TemporaryDirectory(dir=deps.settings.work_dir, prefix="merge-") as work:
         output = os.path.join(work, "merged.flac")
         updates: dict[str, Any] = {"tracks": [t.model_dump(mode="json") for t in tracks]}
@@ -290,8 +359,13 @@ def merge_meeting(
             updates.update(channel_map=channel_map, diarization=False)
         else:
             figures, _ = _merge_mixed(deps, recording, download_token, output)
-            names = {_normalise(p.name) for p in participants if p.name}
-            updates.update(channel_map=[], diarization=True, participant_count=len(names) or None)
+            count, source = speaker_count(deps.settings, recording, participants)
+            updates.update(
+                channel_map=[],
+                diarization=True,
+                participant_count=count,
+                speaker_count_source=source,
+            )
         size = os.path.getsize(output)
         deps.s3.upload_file(
             output,
@@ -302,9 +376,18 @@ def merge_meeting(
     wall = time.monotonic() - started
     updates.update(merged_key=key, merged_seconds=figures["seconds"], merged_bytes=size)
     try:
-        merged = deps.store.transition(meeting_uuid, State.MERGING, State.MERGED, updates=updates)
-    except StateConflict:
-        logger.info("merge finished by another run; nothing more to do")
+        merged = deps.store.transition(
+            meeting_uuid,
+            State.MERGING,
+            State.MERGED,
+            updates=updates,
+            remove=(HOLDER, DEADLINE),
+            only_if={HOLDER: holder},
+        )
+    except StateConflict as e:
+        # Another run took the lease over (this one outlived it): its result stands.
+        logger.warning("merge result dropped: the lease was taken over", state=e.actual)
+        _discard(deps, key)
         return deps.store.require(meeting_uuid)
     deps.submit_queue.send(SubmitRequest(meeting_uuid=meeting_uuid))
     deps.pump.nudge("merged")
@@ -317,14 +400,32 @@ def merge_meeting(
         wall_seconds=round(wall, 3),
         channels=len(merged.channel_map) or 1,
         diarization=merged.diarization,
+        speaker_count=merged.participant_count if merged.diarization else None,
+        speaker_count_source=merged.speaker_count_source if merged.diarization else None,
         left_out=[t.file_id for t in tracks if t.excluded_reason],
         speakers=len(usable),
     )
     return merged
 
 
-def fail_merge(store: RecordingStore, meeting_uuid: str, reason: str) -> None:
+def _discard(deps: MergerDeps, key: str) -> None:
     try:
-        store.fail(meeting_uuid, [State.RECEIVED, State.MERGING], stage=STAGE, reason=reason)
+        deps.s3.delete_object(Bucket=deps.settings.media_bucket, Key=key)
+    except ClientError as e:
+        logger.info("superseded merged file not deleted", error=aws.error_code(e))
+
+
+def fail_merge(
+    store: RecordingStore, meeting_uuid: str, reason: str, *, lease: str | None = None
+) -> None:
+    """FAILED with the reason; with `lease`, only while that run still holds the meeting."""
+    try:
+        store.fail(
+            meeting_uuid,
+            [State.RECEIVED, State.MERGING],
+            stage=STAGE,
+            reason=reason,
+            only_if={HOLDER: lease} if lease else None,
+        )
     except StateConflict:
         logger.info("merge failure not recorded: meeting already moved on")

@@ -556,3 +556,46 @@ def test_request_log_counts_and_clears(fake: Fake) -> None:
     assert fake.state.count("oauth", status=200) == 1
     fake.state.clear_log()
     assert fake.state.requests() == []
+
+
+def test_a_file_can_be_processing_for_some_answers_then_completed(fake: Fake) -> None:
+    main = fake.meetings.main
+    held = main.participants[1].audio
+    fake.state.hold_processing(held.file_id, answers=2)
+
+    def listed(body: dict[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = next(
+            f for f in body["participant_audio_files"] if f["id"] == held.file_id
+        )
+        return entry
+
+    event = fake.state.recording_completed(main, base_url=fake.url, download_token="unused")
+    in_webhook = listed(event["payload"]["object"])
+    assert in_webhook["status"] == "processing" and "file_size" not in in_webhook
+    others = [f for f in event["payload"]["object"]["participant_audio_files"] if f != in_webhook]
+    assert {f["status"] for f in others} == {"completed"}
+
+    token = fake.s2s_token()
+    path = f"/v2/meetings/{single(main.uuid)}/recordings"
+    answers = [listed(fake.api(path, token).json()) for _ in range(3)]
+    assert [a["status"] for a in answers] == ["processing", "processing", "completed"]
+    assert "file_size" not in answers[0]
+    assert answers[2]["file_size"] == held.file_size
+    assert fake.state.file_status(held.file_id) == "completed"
+
+
+def test_a_file_can_be_processing_for_some_seconds_or_until_finished(fake: Fake) -> None:
+    main = fake.meetings.main
+    timed, manual = main.participants[0].audio, main.participants[1].audio
+    fake.state.hold_processing(timed.file_id, seconds=0.3)
+    fake.state.hold_processing(manual.file_id)
+    assert fake.state.file_status(timed.file_id) == "processing"
+    deadline = time.monotonic() + 5
+    while fake.state.file_status(timed.file_id) == "processing":
+        assert time.monotonic() < deadline, "the timed hold never ended"
+        time.sleep(0.05)
+    assert fake.state.file_status(manual.file_id) == "processing"
+    fake.state.finish_processing(manual.file_id)
+    assert fake.state.file_status(manual.file_id) == "completed"
+    with pytest.raises(ValueError, match="answers"):
+        fake.state.hold_processing(manual.file_id, answers=0)

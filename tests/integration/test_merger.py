@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,7 @@ def test_no_participant_files_falls_back_to_mono_with_diarization(
     assert merged.state == State.MERGED
     assert merged.diarization and merged.channel_map == []
     assert merged.participant_count == 3
+    assert merged.speaker_count_source == "participants_api"
     assert probe(rig.merged_file(merged, tmp_path))["streams"][0]["channels"] == 1
 
 
@@ -320,7 +322,14 @@ def test_long_meetings_go_to_a_fargate_task_with_the_meeting_as_override(
     )["tasks"][0]
     override = described["overrides"]["containerOverrides"][0]
     assert override["name"] == "merger"
-    assert override["environment"] == [{"name": "MERGE_MEETING_UUID", "value": uuid}]
+    # The task runs under the lease the dispatcher took, which outlasts an inline one.
+    assert record.merge_lease_holder and record.merge_lease_deadline
+    assert override["environment"] == [
+        {"name": "MERGE_MEETING_UUID", "value": uuid},
+        {"name": "MERGE_LEASE_HOLDER", "value": record.merge_lease_holder},
+    ]
+    task_lease = deps.settings.merge_lease_seconds(record.duration_minutes * 60, task=True)
+    assert record.merge_lease_deadline >= time.time() + task_lease - 60
     # A second delivery of the same request starts no second task.
     assert dispatch_merge(uuid, deps, download_token=token) == Dispatch.NOTHING
     assert len(aws.client("ecs").list_tasks(cluster=ecs_env["ECS_CLUSTER"])["taskArns"]) == 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,13 +14,14 @@ from typing import Any
 from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
 from sandbox.fake_zoom import FakeZoomState, serve
-from sandbox.synth import SyntheticMeeting, build_recording_completed
+from sandbox.synth import SyntheticMeeting
 from services.core import aws
 from services.core.intake import accept_recording
 from services.core.queues import QueueSender
 from services.core.recordings import Recording, RecordingStore
 from services.core.settings import MergerSettings, settings_from
 from services.core.zoom_models import RecordingCompletedEvent
+from services.merger.handler import handle_batch
 from services.merger.merge import MergerDeps, build_deps
 
 
@@ -68,7 +70,7 @@ class MergerRig:
         meeting = replace(meeting, account_id=self.zoom.account_id)
         self.zoom.add_meeting(meeting, with_participant_files=with_participant_files)
         token = self.zoom.make_download_token(meeting, ttl_s=token_ttl_s)
-        event = build_recording_completed(
+        event = self.zoom.recording_completed(
             meeting,
             base_url=self.zoom_url,
             download_token=token,
@@ -82,6 +84,40 @@ class MergerRig:
             merge_queue=QueueSender(self.stack.queue_urls["merge"]),
         )
         return meeting.uuid, token
+
+    def deliver_merge_requests(
+        self, deps: MergerDeps, until: Callable[[], bool], *, timeout_s: float = 60.0
+    ) -> int:
+        """Play the merge queue's event source: hand each message to the handler (deleting it
+        unless the handler reports it failed) until `until()` holds; returns how many."""
+        sqs = aws.client("sqs")
+        queue_url = self.stack.queue_urls["merge"]
+        delivered = 0
+        deadline = time.monotonic() + timeout_s
+        while not until():
+            assert time.monotonic() < deadline, f"not done after {delivered} merge requests"
+            received = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=1,
+                AttributeNames=["ApproximateReceiveCount"],
+            )
+            for message in received.get("Messages", []):
+                delivered += 1
+                event = {
+                    "Records": [
+                        {
+                            "messageId": message["MessageId"],
+                            "receiptHandle": message["ReceiptHandle"],
+                            "body": message["Body"],
+                            "attributes": message.get("Attributes", {}),
+                            "eventSource": "aws:sqs",
+                        }
+                    ]
+                }
+                if not handle_batch(event, deps)["batchItemFailures"]:
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return delivered
 
     def merged_file(self, recording: Recording, directory: Path) -> Path:
         assert recording.merged_key
