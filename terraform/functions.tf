@@ -114,6 +114,7 @@ module "reconciler" {
     "nudge-pump"          = data.aws_iam_policy_document.reconciler_nudge_pump.json
     "read-secrets"        = data.aws_iam_policy_document.reconciler_read_secrets.json
     "inspect-merge-tasks" = data.aws_iam_policy_document.reconciler_inspect_merge_tasks.json
+    "alert-operators"     = data.aws_iam_policy_document.reconciler_alert_operators.json
   }
 }
 
@@ -142,7 +143,6 @@ module "notifier" {
     "recordings-table" = data.aws_iam_policy_document.notifier_recordings_table.json
     "store-insights"   = data.aws_iam_policy_document.notifier_store_insights.json
     "send-email"       = data.aws_iam_policy_document.notifier_send_email.json
-    "alert-operators"  = data.aws_iam_policy_document.notifier_alert_operators.json
     "read-secrets"     = data.aws_iam_policy_document.notifier_read_secrets.json
     "enqueue-notify"   = data.aws_iam_policy_document.notifier_enqueue_notify.json
   }

@@ -281,6 +281,28 @@ data "aws_iam_policy_document" "reconciler_inspect_merge_tasks" {
   }
 }
 
+# Every FAILED meeting is announced once on the operators' topic (services/core/failures.py):
+# the reconciler's sweep publishes; SNS encrypts with the publisher's permissions.
+data "aws_iam_policy_document" "reconciler_alert_operators" {
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
+  statement {
+    sid       = "EncryptAlertsThroughSns"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.observability.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sns.${local.region}.${local.dns_suffix}"]
+    }
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # notifier
 # ---------------------------------------------------------------------------------------------
@@ -312,33 +334,12 @@ data "aws_iam_policy_document" "notifier_send_email" {
   }
 }
 
-# A summary Symbl has not finished yet is looked at again through a delayed notify request; a
-# failure notice SNS did not take is retried the same way.
+# A summary Symbl has not finished yet is looked at again through a delayed notify request.
 data "aws_iam_policy_document" "notifier_enqueue_notify" {
   statement {
     sid       = "RequeueNotifyRequests"
     actions   = ["sqs:SendMessage"]
     resources = [module.notify_queue.arn]
-  }
-}
-
-data "aws_iam_policy_document" "notifier_alert_operators" {
-  statement {
-    sid       = "PublishAlerts"
-    actions   = ["sns:Publish"]
-    resources = [aws_sns_topic.alerts.arn]
-  }
-
-  statement {
-    sid       = "EncryptAlertsThroughSns"
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-    resources = [aws_kms_key.observability.arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["sns.${local.region}.${local.dns_suffix}"]
-    }
   }
 }
 

@@ -9,6 +9,7 @@ responses pasted in: the page and the email depend on this schema, not on Symbl'
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -20,10 +21,19 @@ from services.core.errors import NotFound, PermanentError, TransientError
 from services.core.observability import logger
 from services.core.recordings import Recording
 from services.core.s3_stream import meeting_key
-from services.core.symbl import SpeechAnalytics
+from services.core.symbl import NotReady, SpeechAnalytics
 
 EXPERIENCE_NAME = "verbose-text-summary"
 CONTENT_TYPE = "application/json; charset=utf-8"
+# Symbl writes no summary for a conversation under about 50 words or with fewer than 3
+# sentences (Symbl API reference, §7).
+SUMMARY_MIN_WORDS = 50
+SUMMARY_MIN_SENTENCES = 3
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+# Why a document has no summary: the conversation was too short to summarise, or none had been
+# written when the notes were sent.
+SummaryMissing = Literal["too_short", "not_ready"]
 
 
 class _Doc(BaseModel):
@@ -85,6 +95,9 @@ class InsightsDocument(_Doc):
     topics: list[Topic] = Field(default_factory=list)  # highest score first
     transcript: list[Utterance] = Field(default_factory=list)
     experience_url: str | None = None
+    # Set when no summary was generated, to say why; None when there is one. Documents stored
+    # before this field have none, and read as before.
+    summary_missing: SummaryMissing | None = None
 
 
 def insights_key(meeting_uuid: str) -> str:
@@ -247,18 +260,47 @@ def _experience_url(speech: SpeechAnalytics, conversation_id: str) -> str | None
         return None
 
 
+def fetch_summary(speech: SpeechAnalytics, conversation_id: str) -> list[str]:
+    """The summary's lines; empty while there is none.
+
+    Symbl answers 404 until the summary is written; for a conversation too short to summarise
+    it writes none, and answers either 404 or an empty list (undocumented): both read as empty.
+    """
+    try:
+        body = speech.conversation(conversation_id, "summary")
+    except NotReady:
+        return []
+    return [_text(s.get("text")) for s in _list(body, "summary") if _text(s.get("text"))]
+
+
+def too_short_to_summarise(messages: dict[str, Any]) -> bool:
+    """Whether a transcript (`/messages`) is under Symbl's summary threshold."""
+    texts = [_text(m.get("text")) for m in _list(messages, "messages")]
+    words = sum(len(text.split()) for text in texts)
+    sentences = sum(len([s for s in _SENTENCE_BREAK.split(text) if s]) for text in texts)
+    return words < SUMMARY_MIN_WORDS or sentences < SUMMARY_MIN_SENTENCES
+
+
+def conversation_too_short(speech: SpeechAnalytics, conversation_id: str) -> bool:
+    return too_short_to_summarise(_fetch(speech, conversation_id, "messages"))
+
+
 def gather_insights(
-    recording: Recording, speech: SpeechAnalytics, *, now: datetime
+    recording: Recording,
+    speech: SpeechAnalytics,
+    *,
+    now: datetime,
+    summary: list[str],
+    summary_missing: SummaryMissing | None = None,
 ) -> InsightsDocument:
     """Everything the email and the page show, in one document.
 
-    The summary is asked for first: it is the part that answers 404 (`NotReady`) while the
-    provider is still finishing, and nothing else needs fetching until it is there.
+    The summary is read beforehand (`fetch_summary`), since the caller decides whether to wait
+    for it; `summary_missing` says why there is none, when there is none.
     """
     conversation_id = recording.symbl_conversation_id
     if not conversation_id:
         raise PermanentError("transcribed meeting has no conversation id")
-    summary = _fetch(speech, conversation_id, "summary")
     conversation = _fetch(speech, conversation_id, "")
     parts = {
         part: _fetch(speech, conversation_id, part)
@@ -285,13 +327,14 @@ def gather_insights(
             duration_seconds=_duration_seconds(recording, conversation),
         ),
         speakers=_speakers(parts["analytics"], parts["members"]),
-        summary=[_text(s.get("text")) for s in _list(summary, "summary") if _text(s.get("text"))],
+        summary=summary,
         action_items=_tasks(parts["action-items"], "actionItems"),
         follow_ups=_tasks(parts["follow-ups"], "followUps"),
         questions=_questions(parts["questions"]),
         topics=_topics(parts["topics"]),
         transcript=_transcript(parts["messages"], _parse_time(conversation.get("startTime"))),
         experience_url=_experience_url(speech, conversation_id),
+        summary_missing=None if summary else summary_missing,
     )
 
 

@@ -1,34 +1,49 @@
 """The notify stage: a TRANSCRIBED meeting's insights go to S3 and its host gets one email.
 
-Flow: skip rules (topic marker, opted-out host) → TRANSCRIBED → SKIPPED; otherwise fetch the
-insights (a summary that is not ready yet is looked at again later), store them, render the
+Flow: skip rules (topic marker, opted-out host) → TRANSCRIBED → SKIPPED; otherwise ask the
+provider to generate the summary (once per meeting), fetch the insights, store them, render the
 email, then claim the send with the conditional TRANSCRIBED → NOTIFYING, send through SES, and
 record NOTIFYING → NOTIFIED with SES's message id.
 
-Exactly one email, or at most one when a crash leaves doubt:
+The summary never blocks the email. Symbl writes none for a conversation under about 50 words or
+3 sentences, and answers 404 while it is still writing one. A conversation that short is sent
+at once without a summary; a longer one is looked at again later (a delayed request, which uses
+no SQS receive) at most `summary_max_checks` times, then sent without it. Either way the email
+and the insights page say that no summary was generated, and why.
+
+Exactly one email, or at most one when a crash or an unclear answer leaves doubt:
 - Everything before the claim is repeatable (same S3 key, an equivalent email), so duplicate
   deliveries race only for the claim, and the conditional write lets one of them through.
 - NOTIFYING means "an email may be on its way". It is entered immediately before the SES call,
-  so it doubles as the send marker. If SES definitely refused the email (an error response, or no
-  connection at all), the claim is released (NOTIFYING → TRANSCRIBED) and the message retried.
-- If the process dies after the claim (a crash, a timeout, a read timeout after SES may have
-  accepted), nobody can know whether the email went out. A later delivery that finds NOTIFYING
-  older than SEND_SETTLE_SECONDS (a live sender finishes well within it: one SES call without
-  retries, then one table write) settles the meeting NOTIFIED with `email_message_id` set to
-  EMAIL_IN_DOUBT and counts `EmailsInDoubt`; a younger NOTIFYING is retried later, since its
-  sender may still be at work.
+  so it doubles as the send marker.
+- What SES's answer proves decides what happens to the claim (`SesMailer.send`):
+  - Not sent: an error answer with a 4xx HTTP status (SES checks a request before it accepts
+    the message, so a 4xx is a refusal), or no connection at all (the endpoint could not be
+    reached, the connection could not be opened). The claim is released (NOTIFYING →
+    TRANSCRIBED). A refusal that retrying cannot cure until an operator acts (MessageRejected,
+    the not-verified / account-suspended / sending-paused family, BadRequest, NotFound) ends
+    the meeting FAILED; throttling (Throttling, TooManyRequests, LimitExceeded, HTTP 429) and
+    any other 4xx are retried through the queue, whose redrive limit bounds them.
+  - In doubt: a 5xx (InternalFailure, ServiceUnavailable, ...), an answer without a status, a
+    read timeout or a connection cut after the request was sent, any other error. SES may
+    have accepted the message, so it is never sent again: the meeting is settled NOTIFIED at
+    once with `email_message_id` = EMAIL_IN_DOUBT and `EmailsInDoubt` is counted.
+- If the process dies after the claim (a crash, a timeout), nobody can know whether the email
+  went out. A later delivery that finds NOTIFYING older than SEND_SETTLE_SECONDS (a live sender
+  finishes well within it: one SES call without retries, then one table write) settles the
+  meeting in doubt the same way; a younger NOTIFYING is retried later, since its sender may
+  still be at work.
 - Trade-off: the host can miss an email in that rare window, but never gets two. Repeating a
   summary to a whole meeting's host and copied recipients is the worse failure, and an operator
   can see the in-doubt meetings (metric, log, item) and resend by hand. For the same reason a
   meeting in NOTIFYING is never marked FAILED: an operator retry would send a second email.
-- The SES client makes exactly one attempt (botocore would otherwise retry a read timeout and
-  could send twice).
+- The SES client makes exactly one attempt (botocore would otherwise retry a 5xx or a read
+  timeout and could send twice).
 
-Failures: a meeting that ends FAILED, here or in any stage, is announced to the operators on the
-SNS topic (`announce_failure`, at least once per failure; the host is never emailed about it).
-Other stages either call `announce_failure` after `RecordingStore.fail`, or send a NotifyRequest
-for the FAILED meeting and let the notifier announce it. This module imports no template engine
-(rendering is injected), so those stages can import it without the notifier's dependencies.
+Failures: a meeting that ends FAILED, here (`give_up`) or in any stage, is only recorded FAILED;
+the host is never emailed about it. The reconciler's sweep (services/core/failures.py) announces
+every failure to the operators on the SNS topic, once. This module imports no template engine
+(rendering is injected).
 """
 
 from __future__ import annotations
@@ -58,19 +73,25 @@ from services.core.observability import MetricUnit, logger, mask_email, record_m
 from services.core.queues import NotifyRequest
 from services.core.recordings import Recording, RecordingStore, State, utcnow
 from services.core.settings import NotifierSettings
-from services.core.symbl import NotReady, SpeechAnalytics
-from services.notifier.insights import InsightsDocument, gather_insights, store_insights
+from services.core.symbl import SpeechAnalytics
+from services.notifier.insights import (
+    InsightsDocument,
+    SummaryMissing,
+    conversation_too_short,
+    fetch_summary,
+    gather_insights,
+    store_insights,
+)
 
 STAGE = "notify"
 EMAIL_IN_DOUBT = "unknown (sent before a crash)"
 SEND_SETTLE_SECONDS = 120
-# With the default 60-s retry, the summary may take half an hour to appear before we give up.
-MAX_SUMMARY_CHECKS = 30
 SUMMARY_WAIT = "summary_wait"  # attempts counter: summary checks that found it not ready
+SUMMARY_REQUESTED = "summary_requested"  # attempts counter: summary generations requested
 FAILURE_NOTICES = "failure_notices"  # attempts counter: operator notices published
 SNS_SUBJECT_CHARS = 99
 
-# SES answers these when retrying cannot help until an operator changes something.
+# SES refuses with these (4xx) when retrying cannot help until an operator changes something.
 PERMANENT_SES_CODES = frozenset(
     {
         "MessageRejected",
@@ -80,6 +101,11 @@ PERMANENT_SES_CODES = frozenset(
         "BadRequestException",
         "NotFoundException",
     }
+)
+# SES refuses with these (4xx) before accepting anything when the account sends too fast or is
+# over a quota: the same email may go through later.
+THROTTLING_SES_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"}
 )
 SES_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
 
@@ -100,11 +126,15 @@ class OutgoingEmail:
 
 
 class EmailNotSent(InsightsError):
-    """SES definitely did not send the email (it answered with an error, or was unreachable)."""
+    """SES definitely did not send the email (it refused it with a 4xx, or was unreachable)."""
 
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class EmailInDoubt(InsightsError):
+    """SES may or may not have accepted the email (a 5xx, a read timeout, an unknown error)."""
 
 
 class Mailer(Protocol):
@@ -152,65 +182,27 @@ class SesMailer:
         try:
             response = self.client.send_email(**request)
         except ClientError as e:
-            code = aws.error_code(e)
-            raise EmailNotSent(
-                f"SES refused the email: {code}", permanent=code in PERMANENT_SES_CODES
-            ) from e
+            raise ses_outcome(e) from e
         except (EndpointConnectionError, ConnectTimeoutError) as e:
+            # The connection was never opened: the request cannot have reached SES.
             raise EmailNotSent(f"SES unreachable: {type(e).__name__}", permanent=False) from e
+        except BotoCoreError as e:
+            # A read timeout or a connection cut after the request went out, among others.
+            raise EmailInDoubt(f"SES gave no answer: {type(e).__name__}") from e
         return str(response["MessageId"])
 
 
-def notify_failure(recording: Recording, sns: Any, topic_arn: str) -> str:
-    """Publish the operator notice of a FAILED meeting (stage and reason); returns its id."""
-    stage = recording.failed_stage or "unknown stage"
-    lines = [
-        "A meeting could not be processed and needs an operator.",
-        "",
-        f"Meeting UUID: {recording.meeting_uuid}",
-        f"Meeting ID:   {recording.meeting_id}",
-        f"Topic:        {recording.topic}",
-        f"Host:         {mask_email(recording.host_email) or 'unknown'}",
-        f"Stage:        {stage}",
-        f"Reason:       {recording.failure_reason or 'not recorded'}",
-        f"Failed at:    {recording.state_since}",
-        f"Attempts:     {', '.join(f'{k}={v}' for k, v in sorted(recording.attempts.items()))}",
-    ]
-    try:
-        response = sns.publish(
-            TopicArn=topic_arn,
-            Subject=f"Meeting processing failed at {stage}"[:SNS_SUBJECT_CHARS],
-            Message="\n".join(lines),
-            MessageAttributes={
-                "stage": {"DataType": "String", "StringValue": stage},
-                "meeting_uuid": {"DataType": "String", "StringValue": recording.meeting_uuid},
-            },
-        )
-    except (ClientError, BotoCoreError) as e:
-        raise TransientError(f"could not publish the failure notice: {e}") from e
-    return str(response["MessageId"])
-
-
-def announce_failure(store: RecordingStore, sns: Any, topic_arn: str, recording: Recording) -> bool:
-    """Tell the operators about a FAILED meeting, once per failure (at least once).
-
-    Any stage may call this after `RecordingStore.fail`. The count of notices on the item is
-    compared with the count of FAILED entries in its history, so a repeated message publishes
-    nothing while a meeting that fails again after an operator retry is announced again.
-    Returns whether a notice was published.
-    """
-    if recording.state != State.FAILED:
-        return False
-    failures = sum(1 for t in recording.history if t.state == State.FAILED)
-    if recording.attempts.get(FAILURE_NOTICES, 0) >= max(failures, 1):
-        return False
-    notify_failure(recording, sns, topic_arn)
-    record_metric("FailureNotices")
-    try:
-        store.update_fields(recording.meeting_uuid, State.FAILED, {}, count_attempt=FAILURE_NOTICES)
-    except StateConflict:
-        logger.info("failure notice sent; the meeting was retried meanwhile")
-    return True
+def ses_outcome(error: ClientError) -> EmailNotSent | EmailInDoubt:
+    """What an SES error answer proves about the email (the rule is in the module docstring)."""
+    code = aws.error_code(error)
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if not isinstance(status, int) or not 400 <= status < 500:
+        return EmailInDoubt(f"SES answered {status or 'without a status'}: {code}")
+    if code in PERMANENT_SES_CODES:
+        return EmailNotSent(f"SES refused the email: {code}", permanent=True)
+    if code in THROTTLING_SES_CODES or status == 429:
+        return EmailNotSent(f"SES throttled the email: {code}", permanent=False)
+    return EmailNotSent(f"SES refused the email ({status}): {code}", permanent=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,10 +286,8 @@ def notify_meeting(meeting_uuid: str, deps: NotifierDeps) -> str:
     if recording.state == State.NOTIFYING:
         return _settle_interrupted_send(recording, deps)
     if recording.state == State.FAILED:
-        announced = announce_failure(
-            deps.store, deps.sns, deps.settings.operator_topic_arn, recording
-        )
-        return "failure announced" if announced else "failure already announced"
+        # Never an email; the reconciler's sweep (services/core/failures.py) tells the operators.
+        return "failed; announced by the failure sweep"
     if recording.state in (State.NOTIFIED, State.SKIPPED):
         return "already done"
     # An early or stale request (the meeting went back for another transcription): the
@@ -314,10 +304,19 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
     recipients = recipients_for(recording, settings)
     if not recipients:
         raise PermanentError("nobody to email: the host has no address and no extra recipients")
-    try:
-        document = gather_insights(recording, deps.speech, now=deps.clock())
-    except NotReady:
+    conversation_id = recording.symbl_conversation_id
+    if not conversation_id:
+        raise PermanentError("transcribed meeting has no conversation id")
+    summary = _read_summary(recording, conversation_id, deps)
+    if summary is None:
         return _wait_for_summary(recording, deps)
+    document = gather_insights(
+        recording,
+        deps.speech,
+        now=deps.clock(),
+        summary=summary.lines,
+        summary_missing=summary.missing,
+    )
     key = store_insights(deps.s3, settings.media_bucket, document)
     content = deps.render(document, page_url(settings, uuid, deps.link_key(), deps.clock()))
     email = OutgoingEmail(
@@ -362,6 +361,9 @@ def _send(claimed: Recording, email: OutgoingEmail, deps: NotifierDeps) -> str:
         if e.permanent:
             raise PermanentError(str(e)) from e
         raise TransientError(str(e)) from e
+    except EmailInDoubt as e:
+        logger.warning("SES answer leaves the email in doubt", error=str(e))
+        return _settle_in_doubt(uuid, deps, f"{e}; may have been sent, not sent again")
     record_metric("EmailsSent")
     logger.info(
         "email sent",
@@ -406,19 +408,20 @@ def _settle_interrupted_send(recording: Recording, deps: NotifierDeps) -> str:
     age = _age_seconds(recording.state_since, deps.clock())
     if age < SEND_SETTLE_SECONDS:
         raise SendInFlight(f"an email send was claimed {age:.0f} s ago and may still be running")
-    return _settle_in_doubt(recording.meeting_uuid, deps)
+    return _settle_in_doubt(
+        recording.meeting_uuid,
+        deps,
+        "the sender stopped after claiming the email; not sent again",
+    )
 
 
-def _settle_in_doubt(meeting_uuid: str, deps: NotifierDeps) -> str:
+def _settle_in_doubt(meeting_uuid: str, deps: NotifierDeps, reason: str) -> str:
     try:
         deps.store.transition(
             meeting_uuid,
             State.NOTIFYING,
             State.NOTIFIED,
-            updates={
-                "email_message_id": EMAIL_IN_DOUBT,
-                "last_error": "the sender stopped after claiming the email; not sent again",
-            },
+            updates={"email_message_id": EMAIL_IN_DOUBT, "last_error": reason},
         )
     except StateConflict:
         return "already settled"
@@ -427,11 +430,53 @@ def _settle_in_doubt(meeting_uuid: str, deps: NotifierDeps) -> str:
     return "settled in doubt"
 
 
+@dataclass(frozen=True)
+class SummaryOutcome:
+    lines: list[str]
+    missing: SummaryMissing | None = None
+
+
+def _read_summary(
+    recording: Recording, conversation_id: str, deps: NotifierDeps
+) -> SummaryOutcome | None:
+    """The summary, or why the email goes without one; None while it is worth waiting for."""
+    if not recording.attempts.get(SUMMARY_REQUESTED):
+        _request_summary(recording.meeting_uuid, conversation_id, deps)
+    lines = fetch_summary(deps.speech, conversation_id)
+    if lines:
+        return SummaryOutcome(lines)
+    if conversation_too_short(deps.speech, conversation_id):
+        record_metric("SummariesMissing")
+        logger.info("no summary: the conversation is too short to summarise")
+        return SummaryOutcome([], "too_short")
+    checks = recording.attempts.get(SUMMARY_WAIT, 0)
+    if checks >= deps.settings.summary_max_checks:
+        record_metric("SummariesMissing")
+        logger.warning("no summary after every check; sending without it", checks=checks)
+        return SummaryOutcome([], "not_ready")
+    return None
+
+
+def _request_summary(meeting_uuid: str, conversation_id: str, deps: NotifierDeps) -> None:
+    """Ask the provider to write the summary, once per meeting (the documented way for a job
+    submitted without `enableSummary`). Recorded after the request: a crash in between only
+    asks again, which rewrites the same summary."""
+    if not deps.speech.refresh_summary(conversation_id):
+        logger.warning("summary generation refused; reading whatever summary exists")
+    try:
+        deps.store.update_fields(
+            meeting_uuid, State.TRANSCRIBED, {}, count_attempt=SUMMARY_REQUESTED
+        )
+    except StateConflict:
+        logger.info("meeting moved on while its summary was requested")
+
+
 def _wait_for_summary(recording: Recording, deps: NotifierDeps) -> str:
-    """The provider is still finishing: ask again later with a fresh, delayed request.
+    """The summary is not written yet: ask again later with a fresh, delayed request.
 
     A delayed message instead of a failed one, so that waiting does not use up the message's
-    receive count (which would end the meeting FAILED); the item counts the checks instead.
+    receive count (which would end the meeting FAILED); the item counts the checks instead, and
+    `_read_summary` stops waiting once `summary_max_checks` are spent.
     """
     try:
         updated = deps.store.update_fields(
@@ -443,8 +488,6 @@ def _wait_for_summary(recording: Recording, deps: NotifierDeps) -> str:
     except StateConflict:
         return "already handled"
     checks = updated.attempts.get(SUMMARY_WAIT, 0)
-    if checks > MAX_SUMMARY_CHECKS:
-        raise PermanentError(f"the summary was still not ready after {checks} checks")
     delay = deps.settings.summary_retry_seconds
     deps.notify_queue.send(NotifyRequest(meeting_uuid=recording.meeting_uuid), delay_seconds=delay)
     logger.info("summary not ready; looking again later", delay_seconds=delay, checks=checks)
@@ -452,26 +495,15 @@ def _wait_for_summary(recording: Recording, deps: NotifierDeps) -> str:
 
 
 def give_up(meeting_uuid: str, reason: str, deps: NotifierDeps) -> None:
-    """The request cannot succeed: end the meeting FAILED and tell the operators.
+    """The request cannot succeed: end the meeting FAILED (the reconciler's failure sweep tells
+    the operators).
 
     A meeting already in NOTIFYING is settled in doubt instead: its email may have gone out.
     """
     try:
-        failed: Recording | None = deps.store.fail(
-            meeting_uuid, State.TRANSCRIBED, stage=STAGE, reason=reason
-        )
+        deps.store.fail(meeting_uuid, State.TRANSCRIBED, stage=STAGE, reason=reason)
     except StateConflict as e:
         if e.actual == State.NOTIFYING:
-            _settle_in_doubt(meeting_uuid, deps)
-            return
-        if e.actual != State.FAILED:
-            return
-        failed = deps.store.get(meeting_uuid)
-    if failed is None:
-        return
-    try:
-        announce_failure(deps.store, deps.sns, deps.settings.operator_topic_arn, failed)
-    except TransientError as e:
-        # The meeting is FAILED either way; a fresh request announces it once SNS answers.
-        logger.error("failure notice not sent; will try again", error=str(e))
-        deps.notify_queue.send(NotifyRequest(meeting_uuid=meeting_uuid))
+            _settle_in_doubt(
+                meeting_uuid, deps, "the sender stopped after claiming the email; not sent again"
+            )

@@ -34,6 +34,14 @@ EMPTY = {
     "speakers": "No speech was detected.",
     "transcript": "The transcript is empty.",
 }
+# What the summary section says when the notes went out without one, by `summary_missing`.
+SUMMARY_MISSING = {
+    "too_short": (
+        "No summary was generated: the conversation was too short to summarise (a summary"
+        " needs about 50 words in at least 3 sentences)."
+    ),
+    "not_ready": "No summary was generated: none was ready when these notes were sent.",
+}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -230,6 +238,9 @@ def build_view(document: InsightsDocument, *, page_url: str | None = None) -> Me
     colors = _colors(document)
     with_hours = any(u.start_seconds >= 3600 for u in document.transcript)
     summary = document.summary
+    empty = EMPTY
+    if not summary and document.summary_missing:
+        empty = {**EMPTY, "summary": SUMMARY_MISSING[document.summary_missing]}
     return MeetingView(
         topic=meeting.topic.strip() or "Untitled meeting",
         subject=subject_line(meeting.topic, start),
@@ -256,8 +267,8 @@ def build_view(document: InsightsDocument, *, page_url: str | None = None) -> Me
         ],
         page_url=page_url,
         experience_url=document.experience_url,
-        preheader=summary[0] if summary else "Summary, action items and the full transcript.",
-        empty=EMPTY,
+        preheader=summary[0] if summary else "Action items, questions and the full transcript.",
+        empty=empty,
     )
 
 

@@ -5,10 +5,16 @@
   redrive QUEUE             move a dead-letter queue's messages back (merge, submit, notify)
   backfill --from --to      feed in the account's recordings between two dates, as if their
                             webhooks had come; meetings already known are skipped
+  slots                     the Symbl slot pool: holders (claim or job, meeting, time left),
+                            limit, in use, and the back-off after a surprise 429
+  fail UUID --reason TEXT   end a meeting that is stuck or unwanted: any state before
+                            NOTIFYING goes to FAILED (stage "operator"), its slot is freed;
+                            the reconciler announces it to the operators like any failure
 
 Configuration comes from the same environment variables as the services (RECORDINGS_TABLE,
-MERGE_QUEUE_URL, SUBMIT_QUEUE_URL, NOTIFY_QUEUE_URL; for backfill ZOOM_S2S_SECRET_ARN), plus the
-usual AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for a local stack).
+MERGE_QUEUE_URL, SUBMIT_QUEUE_URL, NOTIFY_QUEUE_URL; for backfill ZOOM_S2S_SECRET_ARN; for slots
+and fail SLOTS_TABLE and SYMBL_CONCURRENCY_LIMIT), plus the usual AWS variables (AWS_PROFILE,
+AWS_REGION, AWS_ENDPOINT_URL for a local stack).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from services.core.queues import (
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.secrets import SecretCache
 from services.core.settings import CoreSettings, ZoomApiSettings, load_settings
+from services.core.slots import JOB_PREFIX, SlotPool, SlotsView
 from services.core.zoom import ZoomApi, zoom_oauth
 
 T = TypeVar("T")
@@ -55,6 +62,28 @@ class OpsSettings(CoreSettings):
 
 class BackfillSettings(OpsSettings, ZoomApiSettings):
     pass
+
+
+class SlotOpsSettings(OpsSettings):
+    slots_table: str = Field(min_length=3)
+    symbl_concurrency_limit: int = Field(default=50, ge=1)
+
+
+OPERATOR_STAGE = "operator"
+# States `fail` may end: everything before the email. NOTIFYING means an email may be on its
+# way; failing it would let a replay send a second one.
+FAILABLE = (
+    State.RECEIVED,
+    State.MERGING,
+    State.MERGED,
+    State.SUBMITTING,
+    State.SUBMITTED,
+    State.TRANSCRIBED,
+)
+
+
+class Refused(InsightsError):
+    """The command was refused; nothing was changed."""
 
 
 def progress(items: Sequence[T], label: str, out: TextIO = sys.stderr) -> Iterator[T]:
@@ -144,6 +173,76 @@ def replay(store: RecordingStore, queues: dict[str, QueueSender], uuid: str) -> 
     return f"{uuid}: {target.value}, {queue} request queued"
 
 
+def _time_left(deadline: float, now: float) -> str:
+    seconds = deadline - now
+    if seconds <= 0:
+        return f"expired {-seconds:.0f}s ago"
+    return f"{seconds:.0f}s"
+
+
+def slots_report(view: SlotsView, now: float) -> list[str]:
+    """The slot pool as an operator reads it: holders first, then the totals and the back-off."""
+    lines = [f"{'HOLDER':<40} {'KIND':<5} {'MEETING UUID':<26} LEASE LEFT"]
+    for lease in view.leases:
+        kind = "claim" if lease.is_claim else "job" if lease.job_id else "?"
+        lines.append(
+            f"{lease.holder:<40} {kind:<5} {lease.meeting_uuid or '-':<26} "
+            f"{_time_left(lease.deadline, now)}"
+        )
+    if not view.leases:
+        lines.append("(no holders)")
+    lines.append(
+        f"limit {view.limit}, in use {view.in_use}, free {max(0, view.limit - view.in_use)}"
+    )
+    if view.backoff_until > now:
+        until = datetime.fromtimestamp(view.backoff_until, UTC).isoformat(timespec="seconds")
+        lines.append(f"backing off until {until} ({view.backoff_until - now:.0f}s left)")
+    else:
+        lines.append("not backing off")
+    return lines
+
+
+def fail_meeting(store: RecordingStore, slots: SlotPool, uuid: str, reason: str) -> str:
+    """End a meeting FAILED by hand (stage "operator") and free the slot it holds, if any.
+
+    Conditional on the state (and the stay in it) read first, so a stage that moves the meeting
+    on meanwhile wins and nothing is changed. The freed slot may still have a job running at
+    Symbl until it ends; should Symbl refuse a submission for it (429), the pool backs off.
+    The reconciler's sweep announces the failure; `replay` starts the meeting over from the
+    merge.
+    """
+    if not reason.strip():
+        raise Refused("give a --reason an operator reading the notice will understand")
+    recording = store.require(uuid)
+    state = recording.state
+    if state == State.NOTIFYING:
+        raise Refused(
+            f"{uuid} is NOTIFYING: its email may be on its way, and a FAILED meeting can be "
+            "replayed into a second email; the notifier settles it shortly (NOTIFIED, or "
+            "in doubt)"
+        )
+    if state not in FAILABLE:
+        raise Refused(f"{uuid} is {state.value}, a final state; nothing to fail")
+    try:
+        store.fail(
+            uuid,
+            state,
+            stage=OPERATOR_STAGE,
+            reason=reason,
+            only_if={"state_since": recording.state_since},
+        )
+    except StateConflict as e:
+        raise Refused(f"{uuid} moved on to {e.actual} meanwhile; look again") from e
+    holders = {lease.holder for lease in slots.view().leases if lease.meeting_uuid == uuid}
+    if recording.submit_claim:
+        holders.add(recording.submit_claim)
+    if recording.symbl_job_id:
+        holders.add(JOB_PREFIX + recording.symbl_job_id)
+    slots.release_many(sorted(holders))
+    freed = f"; slot freed ({', '.join(sorted(holders))})" if holders else ""
+    return f"{uuid}: {state.value} -> FAILED (stage {OPERATOR_STAGE}){freed}"
+
+
 def redrive(queue_url: str, dlq_url: str, out: TextIO = sys.stderr) -> int:
     """Move every message from `dlq_url` back to `queue_url`; returns how many moved."""
     sqs = aws.client("sqs")
@@ -214,13 +313,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     fill.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
     fill.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
     fill.add_argument("--user", default="me", help="Zoom user whose recordings to list")
+    commands.add_parser("slots", help="the Symbl slot pool: holders, limit, back-off")
+    fail = commands.add_parser("fail", help="end a meeting FAILED by hand (before NOTIFYING)")
+    fail.add_argument("uuid")
+    fail.add_argument("--reason", required=True, help="why, for the operators' notice")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parse_args(argv)
     try:
-        settings = load_settings(BackfillSettings if args.command == "backfill" else OpsSettings)
+        settings_classes: dict[str, type[OpsSettings]] = {
+            "backfill": BackfillSettings,
+            "slots": SlotOpsSettings,
+            "fail": SlotOpsSettings,
+        }
+        settings_class = settings_classes.get(args.command, OpsSettings)
+        settings = load_settings(settings_class)
         store = RecordingStore.from_settings(settings)
         now = datetime.now(UTC)
         if args.command == "status":
@@ -236,6 +345,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             url = getattr(settings, f"{args.queue}_queue_url")
             moved = redrive(url, url + "-dlq")
             out.write(f"{moved} message(s) moved from {args.queue}-dlq back to {args.queue}\n")
+        elif args.command in ("slots", "fail"):
+            assert isinstance(settings, SlotOpsSettings)
+            pool = SlotPool(settings.slots_table, settings.symbl_concurrency_limit)
+            if args.command == "slots":
+                lines = slots_report(pool.view(), now.timestamp())
+                out.write("\n".join(lines) + "\n")
+            else:
+                out.write(fail_meeting(store, pool, args.uuid, args.reason) + "\n")
         else:
             assert isinstance(settings, BackfillSettings)
             oauth = zoom_oauth(settings, SecretCache())

@@ -124,16 +124,16 @@ EXCEPTIONS: list[PolicyException] = [
         "there is no call of its own",
     ),
     PolicyException(
-        "notifier",
+        "reconciler",
         "kms:GenerateDataKey",
-        "SNS encrypts what the notifier publishes to the KMS-encrypted alerts topic with the "
-        "publisher's permissions",
+        "SNS encrypts the failure notices the reconciler publishes to the KMS-encrypted alerts "
+        "topic with the publisher's permissions",
     ),
     PolicyException(
-        "notifier",
+        "reconciler",
         "kms:Decrypt",
-        "SNS encrypts what the notifier publishes to the KMS-encrypted alerts topic with the "
-        "publisher's permissions",
+        "SNS encrypts the failure notices the reconciler publishes to the KMS-encrypted alerts "
+        "topic with the publisher's permissions",
     ),
     PolicyException(
         "pump",
@@ -177,10 +177,11 @@ EXCEPTIONS: list[PolicyException] = [
         "tests/integration/test_submitter.py::test_429_storm_from_another_client",
     ),
     PolicyException(
-        "notifier",
+        "reconciler",
         "sns:Publish",
-        "failure notices to the operators: no meeting fails in the e2e pipelines",
-        "tests/integration/test_notifier.py::test_meeting_failed_elsewhere_is_announced_once",
+        "failure notices to the operators (services/core/failures.py, the reconciler's sweep): "
+        "no meeting fails in the e2e pipelines",
+        "tests/integration/test_failure_notices.py::test_stuck_meeting_given_up_is_announced_once",
     ),
     PolicyException(
         "notifier",

@@ -1,6 +1,7 @@
 """The notifier against moto's server and the fake Symbl: the insights document, the email as
-moto's SES recorded it, exactly one email under duplicate delivery and under a crash after the
-send, skip rules, a summary that is not ready yet, and the operators' failure notices.
+moto's SES recorded it, exactly one email under duplicate delivery, under a crash after the
+send and under an SES answer that leaves the send in doubt, skip rules, the summary (requested,
+waited for within a budget, or missing and said so), and the operators' failure notices.
 
 The conversation is real: a three-channel file whose speech sits at scripted times goes through
 the fake Symbl, which answers with what each speaker was scripted to say.
@@ -22,10 +23,11 @@ from datetime import UTC, date, datetime, timedelta
 from email import policy as email_policy
 from html import unescape
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from flask import Flask
 
 from sandbox.aws_resources import ProvisionedStack
@@ -35,11 +37,19 @@ from sandbox.http_server import LoopbackServer
 from sandbox.local_aws import LocalAws, sent_emails
 from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
 from services.core import aws
+from services.core.failures import announce_failures
 from services.core.queues import NotifyRequest, QueueSender
 from services.core.recordings import Recording, RecordingStore, State, utcnow
 from services.core.secrets import SecretCache
 from services.core.settings import NotifierSettings, settings_from
-from services.core.symbl import AudioSubmission, Speaker, SymblClient, SymblCredentials
+from services.core.symbl import (
+    AudioSubmission,
+    NotReady,
+    Speaker,
+    SpeechAnalytics,
+    SymblClient,
+    SymblCredentials,
+)
 from services.notifier import notify
 from services.notifier.handler import build_deps, handle_batch
 from services.notifier.insights import InsightsDocument, insights_key
@@ -56,8 +66,15 @@ SPEAKERS = (
     Speaker("Bob <i>the builder</i>"),
 )
 # (channel, start, end, text): one tone per line on the speaker's channel.
+# Over 50 words in over 3 sentences, so that the fake Symbl writes a summary when asked.
 SCRIPT = (
-    (1, 0.5, 2.0, "Welcome everyone, thanks for joining the launch review."),
+    (
+        1,
+        0.5,
+        2.0,
+        "Welcome everyone, thanks for joining the launch review. This quarter the whole team"
+        " worked hard on the new release, and the numbers look good so far.",
+    ),
     (
         2,
         2.5,
@@ -126,15 +143,18 @@ class FakeSymbl:
             lambda: SymblCredentials(CREDENTIALS.symbl_app_id, CREDENTIALS.symbl_app_secret),
         )
 
-    def submit(self, topic: str) -> tuple[str, str]:
-        """(conversation id, job id) of the scripted file submitted under `topic`."""
+    def submit(
+        self, topic: str, script: tuple[tuple[int, float, float, str], ...] = SCRIPT
+    ) -> tuple[str, str]:
+        """(conversation id, job id) of the scripted file submitted under `topic`; speech the
+        `script` does not cover comes back unintelligible."""
         speakers = SPEAKERS
         self.registry.register(
             ScriptedMeeting(
                 uuid=topic,
                 topic=topic,
                 speakers=[s.name for s in speakers],
-                lines=[ScriptLine(speakers[c - 1].name, t, s, e) for c, s, e, t in SCRIPT],
+                lines=[ScriptLine(speakers[c - 1].name, t, s, e) for c, s, e, t in script],
             )
         )
         job = self.client().submit_audio_url(
@@ -168,6 +188,7 @@ def symbl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeSymbl]:
         processing_seconds=0.05,
         registry=registry,
         conversation_epoch=EPOCH,
+        summary_seconds=0,  # written as soon as it is asked for; the wait tests change it
     )
     server = serve(state)
     media_server = LoopbackServer(media).start()
@@ -540,36 +561,130 @@ def test_skip_rules(rig: Rig, topic: str, host: str | None, reason: str) -> None
     assert rig.emails() == [] and rig.sent_requests == []
 
 
-def test_summary_not_ready_is_looked_at_again_later(
-    rig: Rig, symbl: FakeSymbl, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    state = symbl.state
-    state.processing_seconds = 120  # the job stays in progress: /summary answers 404
-    try:
-        conversation, job = symbl.submit(f"{TOPIC} (still processing)")
-        state.wait_for(lambda: (state.job(job) or pytest.fail("no job")).status == "in_progress")
-    finally:
-        state.processing_seconds = 0.05
-    uuid = f"{rig.stack.names.prefix}-early"
+class CountingSpeech:
+    """The real Symbl client, counting the summary generations it asks for."""
+
+    def __init__(self, speech: SpeechAnalytics) -> None:
+        self.speech = speech
+        self.refreshes: list[str] = []
+
+    def refresh_summary(self, conversation_id: str) -> bool:
+        self.refreshes.append(conversation_id)
+        return self.speech.refresh_summary(conversation_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.speech, name)
+
+
+def counting(deps: NotifierDeps) -> CountingSpeech:
+    spy = CountingSpeech(deps.speech)
+    deps.speech = cast(SpeechAnalytics, spy)
+    return spy
+
+
+def stored_document(rig: Rig, uuid: str) -> InsightsDocument:
+    raw = aws.client("s3").get_object(Bucket=rig.stack.names.media_bucket, Key=insights_key(uuid))
+    return InsightsDocument.model_validate_json(raw["Body"].read())
+
+
+def page_of(rig: Rig, email: dict[str, Any]) -> str:
+    """The insights page the email links to, as the webhook serves it."""
+    link = unescape(email["body"].split('id="insights-link" href="', 1)[1].split('"', 1)[0])
+    url = urlsplit(link)
+    page = page_app(rig).test_client().get(f"{url.path}?{url.query}")
+    assert page.status_code == 200
+    return page.get_data(as_text=True)
+
+
+def test_the_summary_is_requested_once_then_read(rig: Rig, symbl: FakeSymbl) -> None:
+    conversation, job = symbl.submit(f"{TOPIC} (summary on request)")
+    assert symbl.state.wait_for_job(job, timeout=30) == "completed"
+    client = symbl.client()
+    with pytest.raises(NotReady):  # complete, but nobody asked for a summary yet
+        client.conversation(conversation, "summary")
+    uuid = f"{rig.stack.names.prefix}-refresh"
     rig.add_transcribed(uuid, conversation)
     deps = rig.deps()
+    spy = counting(deps)
 
     assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []
+    assert spy.refreshes == [conversation]
     item = rig.store.require(uuid)
-    assert item.state == State.TRANSCRIBED and item.attempts[notify.SUMMARY_WAIT] == 1
-    (again,) = aws.client("sqs").receive_message(
-        QueueUrl=rig.stack.queue_urls["notify"], WaitTimeSeconds=2
-    )["Messages"]
-    assert json.loads(again["Body"]) == {"meeting_uuid": uuid}
-    assert rig.emails() == []
+    assert item.state == State.NOTIFIED and item.attempts[notify.SUMMARY_REQUESTED] == 1
+    document = stored_document(rig, uuid)
+    assert document.summary and document.summary_missing is None
+    (email,) = rig.emails()
+    assert document.summary[0] in unescape(email["body"]) and document.summary[0] in email["text"]
+    assert "No summary was generated" not in email["body"] + email["text"]
 
-    # A summary that never comes ends the meeting FAILED, and the operators hear of it.
-    monkeypatch.setattr(notify, "MAX_SUMMARY_CHECKS", 1)
-    assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []
+
+def test_summary_waited_for_then_the_email_goes_without_it(rig: Rig, symbl: FakeSymbl) -> None:
+    symbl.state.summary_seconds = 600  # asked for, never written within the test
+    try:
+        conversation, job = symbl.submit(f"{TOPIC} (slow summary)")
+        assert symbl.state.wait_for_job(job, timeout=30) == "completed"
+        uuid = f"{rig.stack.names.prefix}-slow-summary"
+        rig.add_transcribed(uuid, conversation)
+        deps = rig.deps(SUMMARY_MAX_CHECKS="2")
+        spy = counting(deps)
+        queue_url = rig.stack.queue_urls["notify"]
+
+        for check in (1, 2):
+            assert failed_ids(handle_batch(sqs_event(uuid, receive_count=1), deps)) == []
+            item = rig.store.require(uuid)
+            assert item.state == State.TRANSCRIBED and item.attempts[notify.SUMMARY_WAIT] == check
+            # A fresh, delayed request, not a failed delivery: the receive count stays 1.
+            (again,) = aws.client("sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=2)[
+                "Messages"
+            ]
+            assert json.loads(again["Body"]) == {"meeting_uuid": uuid}
+            aws.client("sqs").delete_message(
+                QueueUrl=queue_url, ReceiptHandle=again["ReceiptHandle"]
+            )
+            assert rig.emails() == []
+
+        # The budget is spent: the email goes out without a summary, and says so.
+        assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []
+    finally:
+        symbl.state.summary_seconds = 0
+    assert spy.refreshes == [conversation]  # asked once, not on every check
     item = rig.store.require(uuid)
-    assert (item.state, item.failed_stage) == (State.FAILED, "notify")
-    (notice,) = rig.notices()
-    assert "still not ready" in notice["message"] and rig.emails() == []
+    assert item.state == State.NOTIFIED and item.attempts[notify.SUMMARY_WAIT] == 2
+    document = stored_document(rig, uuid)
+    assert (document.summary, document.summary_missing) == ([], "not_ready")
+    assert document.action_items  # everything else is there
+    (email,) = rig.emails()
+    said = "No summary was generated: none was ready when these notes were sent."
+    assert said in email["body"] and said in email["text"]
+    assert said in page_of(rig, email)
+    assert rig.notices() == []
+
+
+SHORT_SCRIPT = SCRIPT[1:3]  # about 25 words: too short to summarise
+
+
+@pytest.mark.parametrize("answer", ["empty", "404"])
+def test_a_short_conversation_is_sent_at_once_without_a_summary(
+    rig: Rig, symbl: FakeSymbl, answer: Literal["empty", "404"]
+) -> None:
+    conversation, job = symbl.submit(f"{TOPIC} (short, {answer})", SHORT_SCRIPT)
+    assert symbl.state.wait_for_job(job, timeout=30) == "completed"
+    uuid = f"{rig.stack.names.prefix}-short-{answer}"
+    rig.add_transcribed(uuid, conversation)
+    symbl.state.unsummarisable_answer = answer
+    try:
+        assert failed_ids(handle_batch(sqs_event(uuid), rig.deps())) == []
+    finally:
+        symbl.state.unsummarisable_answer = "empty"
+
+    item = rig.store.require(uuid)
+    assert item.state == State.NOTIFIED and notify.SUMMARY_WAIT not in item.attempts
+    document = stored_document(rig, uuid)
+    assert (document.summary, document.summary_missing) == ([], "too_short")
+    (email,) = rig.emails()
+    said = "No summary was generated: the conversation was too short to summarise"
+    assert said in email["body"] and said in email["text"]
+    assert said in page_of(rig, email)
 
 
 def test_ses_refusal_fails_the_meeting_and_tells_the_operators(
@@ -588,6 +703,8 @@ def test_ses_refusal_fails_the_meeting_and_tells_the_operators(
         State.TRANSCRIBED,  # the claim was released: SES sent nothing
         State.FAILED,
     ]
+    assert rig.notices() == []  # the notifier announces nothing itself: the sweep does
+    announce_failures(rig.store, deps.sns, rig.topic_arn)
     (notice,) = rig.notices()
     assert notice["subject"] == "Meeting processing failed at notify"
     assert uuid in notice["message"] and "MessageRejected" in notice["message"]
@@ -606,7 +723,9 @@ def test_meeting_failed_elsewhere_is_announced_once_and_the_host_never_emailed(
 
     for delivery in (1, 2):
         assert failed_ids(handle_batch(sqs_event(uuid, receive_count=delivery), deps)) == []
-    assert not notify.announce_failure(deps.store, deps.sns, rig.topic_arn, rig.store.require(uuid))
+    assert rig.notices() == []  # the notifier announces nothing itself: the sweep does
+    for _ in range(2):
+        announce_failures(rig.store, deps.sns, rig.topic_arn)
     (notice,) = rig.notices()
     assert notice["subject"] == "Meeting processing failed at merge"
     assert "ffmpeg exited 1" in notice["message"] and failed.meeting_id in notice["message"]
@@ -617,7 +736,7 @@ def test_meeting_failed_elsewhere_is_announced_once_and_the_host_never_emailed(
     store = rig.store
     store.transition(uuid, State.FAILED, State.TRANSCRIBED)
     store.fail(uuid, State.TRANSCRIBED, stage="notify", reason="second time")
-    assert notify.announce_failure(deps.store, deps.sns, rig.topic_arn, store.require(uuid))
+    announce_failures(rig.store, deps.sns, rig.topic_arn)
     assert len(rig.notices()) == 2
 
 
@@ -628,3 +747,127 @@ def test_malformed_and_unknown_requests_are_acknowledged(rig: Rig) -> None:
     assert failed_ids(handle_batch(bad, deps)) == []
     assert failed_ids(handle_batch(sqs_event(f"{rig.stack.names.prefix}-nobody"), deps)) == []
     assert rig.notices() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# What SES's answer proves: not sent (released), or in doubt (settled, never sent again)
+# ---------------------------------------------------------------------------------------------
+
+
+def ses_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": f"{code} from the stub"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "SendEmail",
+    )
+
+
+class StubSes:
+    """An SES v2 client that answers each `send_email` with the next scripted outcome (an
+    exception to raise, else a message id) and records every attempt."""
+
+    def __init__(self, *outcomes: Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.attempts: list[dict[str, Any]] = []
+
+    def send_email(self, **request: Any) -> dict[str, str]:
+        self.attempts.append(request)
+        if self.outcomes:
+            raise self.outcomes.pop(0)
+        return {"MessageId": f"stub-{len(self.attempts)}"}
+
+
+def stubbed(rig: Rig, ses: StubSes) -> NotifierDeps:
+    deps = rig.deps()
+    deps.mailer = notify.SesMailer(client=ses)
+    return deps
+
+
+def recorded_metrics(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    names: list[str] = []
+    monkeypatch.setattr(notify, "record_metric", lambda name, *_a, **_k: names.append(name))
+    return names
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ses_error("InternalFailure", 500),
+        ses_error("ServiceUnavailable", 503),
+        ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+    ],
+    ids=["500", "503", "read-timeout"],
+)
+def test_an_ses_answer_in_doubt_settles_the_meeting_and_never_sends_again(
+    rig: Rig, conversation_id: str, answer: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uuid = f"{rig.stack.names.prefix}-ses-doubt"
+    rig.add_transcribed(uuid, conversation_id)
+    ses = StubSes(answer)
+    deps = stubbed(rig, ses)
+    metrics = recorded_metrics(monkeypatch)
+
+    assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []  # settled: acknowledged
+    item = rig.store.require(uuid)
+    assert item.state == State.NOTIFIED and item.email_message_id == EMAIL_IN_DOUBT
+    assert "not sent again" in (item.last_error or "")
+    assert [t.state for t in item.history][-2:] == [State.NOTIFYING, State.NOTIFIED]
+    assert "EmailsInDoubt" in metrics and "EmailsSent" not in metrics
+
+    # A redelivery (and the last one, which gives up on failure) sends nothing.
+    for receive_count in (2, 5):
+        assert failed_ids(handle_batch(sqs_event(uuid, receive_count=receive_count), deps)) == []
+    assert len(ses.attempts) == 1
+    assert rig.store.require(uuid).state == State.NOTIFIED
+    assert rig.notices() == []
+
+
+def test_an_ses_rejection_releases_the_claim_and_fails_the_meeting(
+    rig: Rig, conversation_id: str
+) -> None:
+    uuid = f"{rig.stack.names.prefix}-ses-rejected"
+    rig.add_transcribed(uuid, conversation_id)
+    ses = StubSes(ses_error("MessageRejected", 400))
+
+    assert failed_ids(handle_batch(sqs_event(uuid), stubbed(rig, ses))) == []  # permanent
+    item = rig.store.require(uuid)
+    assert (item.state, item.failed_stage) == (State.FAILED, "notify")
+    assert [t.state for t in item.history][-3:] == [
+        State.NOTIFYING,
+        State.TRANSCRIBED,  # released: SES sent nothing
+        State.FAILED,
+    ]
+    assert len(ses.attempts) == 1
+    announce_failures(rig.store, rig.deps().sns, rig.topic_arn)
+    (notice,) = rig.notices()
+    assert "MessageRejected" in notice["message"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ses_error("Throttling", 400),
+        ses_error("TooManyRequestsException", 429),
+        EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+    ],
+    ids=["throttling", "too-many-requests", "unreachable"],
+)
+def test_an_ses_refusal_before_acceptance_releases_the_claim_and_the_retry_sends(
+    rig: Rig, conversation_id: str, answer: Exception
+) -> None:
+    uuid = f"{rig.stack.names.prefix}-ses-throttled"
+    rig.add_transcribed(uuid, conversation_id)
+    ses = StubSes(answer)
+    deps = stubbed(rig, ses)
+
+    assert failed_ids(handle_batch(sqs_event(uuid), deps)) == ["msg-1"]  # retried
+    item = rig.store.require(uuid)
+    assert item.state == State.TRANSCRIBED and item.email_message_id is None
+    assert [t.state for t in item.history][-2:] == [State.NOTIFYING, State.TRANSCRIBED]
+
+    assert failed_ids(handle_batch(sqs_event(uuid, receive_count=2), deps)) == []
+    item = rig.store.require(uuid)
+    assert (item.state, item.email_message_id) == (State.NOTIFIED, "stub-2")
+    assert len(ses.attempts) == 2

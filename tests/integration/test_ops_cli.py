@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +17,10 @@ from sandbox.credentials import SandboxCredentials
 from sandbox.fake_zoom import FakeZoomState, serve
 from sandbox.synth import synthesize_meeting
 from services.core import aws
+from services.core.failures import announce_failures, notice_client
 from services.core.queues import MergeRequest, QueueSender
 from services.core.recordings import Recording, RecordingStore, State
+from services.core.slots import SlotPool
 from services.ops.cli import main
 from tests.conftest import ROOT
 
@@ -142,3 +146,110 @@ def test_backfill_feeds_in_recordings_and_skips_known_ones(
     assert "1 meeting(s) fed in, 2 already known" in out
     assert len(list(store.scan())) == 3
     assert len(messages(stack.queue_urls["merge"])) == 3
+
+
+def test_slots_lists_holders_limit_in_use_and_back_off(
+    stack: ProvisionedStack, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYMBL_CONCURRENCY_LIMIT", "3")
+    pool = SlotPool(stack.names.slots_table, 3)
+    code, out = run("slots")
+    assert code == 0 and "(no holders)" in out and "limit 3, in use 0" in out
+    assert "not backing off" in out
+
+    claim = pool.acquire(lease_seconds=120, meeting_uuid="claimed/a==")
+    job_claim = pool.acquire(lease_seconds=60, meeting_uuid="job/b==")
+    assert claim and job_claim
+    pool.convert_to_job(job_claim, "job-7", lease_seconds=3600, meeting_uuid="job/b==")
+    pool.back_off()
+    code, out = run("slots")
+    assert code == 0
+    rows = {
+        line.split()[0]: line for line in out.splitlines() if line.startswith(("claim:", "job:"))
+    }
+    assert set(rows) == {claim, "job:job-7"}
+    assert "claimed/a==" in rows[claim] and " claim " in rows[claim]
+    assert "job/b==" in rows["job:job-7"] and re.search(r"\b(359\d|3600)s$", rows["job:job-7"])
+    assert "limit 3, in use 2, free 1" in out
+    assert re.search(r"backing off until \S+ \([1-5]s left\)", out)
+
+
+def failed_meeting_env(store: RecordingStore, uuid: str, *path: State, **fields: Any) -> None:
+    seed(store, uuid, "Stuck")
+    previous = State.RECEIVED
+    for state in path:
+        store.transition(uuid, previous, state)
+        previous = state
+    if fields:
+        store.update_fields(uuid, previous, fields)
+
+
+ALONG = (State.MERGING, State.MERGED, State.SUBMITTING)
+
+
+def test_fail_ends_a_meeting_frees_its_slot_and_leaves_the_notice_to_the_sweep(
+    stack: ProvisionedStack, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = RecordingStore(stack.names.recordings_table)
+    pool = SlotPool(stack.names.slots_table, 50)
+    # SUBMITTED with its job's lease; SUBMITTING with its claim; RECEIVED with nothing held.
+    other = pool.acquire(lease_seconds=600, meeting_uuid="other==")
+    held = pool.acquire(lease_seconds=600, meeting_uuid="sub/job==")
+    claim = pool.acquire(lease_seconds=600, meeting_uuid="sub/claim==")
+    assert other and held and claim
+    pool.convert_to_job(held, "job-9", lease_seconds=600, meeting_uuid="sub/job==")
+    failed_meeting_env(store, "sub/job==", *ALONG, State.SUBMITTED, symbl_job_id="job-9")
+    failed_meeting_env(store, "sub/claim==", *ALONG, submit_claim=claim)
+    failed_meeting_env(store, "fresh==")
+
+    for uuid in ("sub/job==", "sub/claim==", "fresh=="):
+        code, out = run("fail", uuid, "--reason", "host asked us to drop it")
+        assert code == 0 and "-> FAILED (stage operator)" in out, capsys.readouterr().err
+        item = store.require(uuid)
+        assert (item.state, item.failed_stage) == (State.FAILED, "operator")
+        assert item.failure_reason == "host asked us to drop it"
+    assert [lease.holder for lease in pool.view().leases] == [other]
+
+    # Announced by the sweep, once each, with the operator's reason.
+    topic = stack.operator_topic_arn
+    report = announce_failures(store, notice_client(), topic)
+    assert sorted(report.announced) == ["fresh==", "sub/claim==", "sub/job=="]
+    assert announce_failures(store, notice_client(), topic).announced == []
+
+
+@pytest.mark.parametrize(
+    ("path", "said"),
+    [
+        ((*ALONG, State.SUBMITTED, State.TRANSCRIBED, State.NOTIFYING), "email may be on its way"),
+        ((*ALONG, State.SUBMITTED, State.TRANSCRIBED, State.NOTIFYING, State.NOTIFIED), "final"),
+        ((State.SKIPPED,), "final"),
+    ],
+    ids=["notifying", "notified", "skipped"],
+)
+def test_fail_refuses_notifying_and_final_meetings(
+    stack: ProvisionedStack,
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    path: tuple[State, ...],
+    said: str,
+) -> None:
+    store = RecordingStore(stack.names.recordings_table)
+    failed_meeting_env(store, "late==", *path)
+    before = store.require("late==")
+    code, _ = run("fail", "late==", "--reason", "too late")
+    assert code == 1
+    assert said in capsys.readouterr().err
+    after = store.require("late==")
+    assert (after.state, after.updated_at) == (before.state, before.updated_at)
+
+
+def test_fail_refuses_a_failed_meeting_and_an_unknown_one(
+    stack: ProvisionedStack, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = RecordingStore(stack.names.recordings_table)
+    failed_meeting_env(store, "done==")
+    store.fail("done==", State.RECEIVED, stage="merge", reason="no audio")
+    assert run("fail", "done==", "--reason", "again")[0] == 1
+    assert "FAILED, a final state" in capsys.readouterr().err
+    assert store.require("done==").failed_stage == "merge"
+    assert run("fail", "nobody==", "--reason", "x")[0] == 1

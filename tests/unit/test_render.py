@@ -1,5 +1,5 @@
 """Email and page rendering: escaping of everything a meeting contributes, non-ASCII text, empty
-sections, and times in the meeting's own time zone.
+sections, a summary that was not generated (and why), and times in the meeting's own time zone.
 
 The sample documents live in `tests/support/insights_samples.py`."""
 
@@ -11,10 +11,12 @@ from html.parser import HTMLParser
 import pytest
 
 from services.notifier.insights import (
+    InsightsDocument,
     Utterance,
 )
 from services.notifier.render import (
     EMPTY,
+    SUMMARY_MISSING,
     format_duration,
     format_offset,
     render_email,
@@ -118,6 +120,29 @@ def test_empty_sections_render_gracefully() -> None:
             assert sentence in email.text, key
             assert sentence in email.html, key
     assert "Symbl" not in email.text  # no experience URL, no mention
+
+
+@pytest.mark.parametrize("reason", ["too_short", "not_ready"])
+def test_a_missing_summary_says_no_summary_was_generated_and_why(reason: str) -> None:
+    document = rich_document().model_copy(update={"summary": [], "summary_missing": reason})
+    email = render_email(document, PAGE_URL)
+    page = render_page(document)
+    said = SUMMARY_MISSING[reason]
+    assert said.startswith("No summary was generated: ")
+    for rendered in (email.text, email.html, page):
+        assert said in rendered
+        assert EMPTY["summary"] not in rendered
+    assert ("too short" in said) == (reason == "too_short")
+    assert "Action items, questions and the full transcript." in email.html  # the preheader
+
+
+def test_documents_stored_before_summary_missing_existed_still_read() -> None:
+    stored = rich_document().model_dump(mode="json")
+    del stored["summary_missing"]
+    stored["summary"] = []
+    document = InsightsDocument.model_validate(stored)
+    assert document.schema_version == 1 and document.summary_missing is None
+    assert EMPTY["summary"] in render_email(document, PAGE_URL).text
 
 
 def test_page_has_every_section_chart_and_transcript_times() -> None:
