@@ -14,8 +14,16 @@ that time: a pipeline that maps a channel to the wrong speaker, or shifts the au
 
 Decisions where the reference is silent:
 - Concurrency slot: checked before the download (quick 429 without fetching anything) and checked
-  again atomically with acceptance. A submission holds a slot only from its 201 until its job is
-  `completed` or `failed`, so concurrent submits can never exceed the limit.
+  again atomically with acceptance. A submission holds a slot only from its accepting (201 or a
+  lost answer) until its job is `completed` or `failed`, so concurrent submits can never exceed
+  the limit. Because the fake itself refuses the surplus, every submit is also recorded as it
+  arrives (`submit_attempts`): one that arrives while the account already runs `limit` jobs whose
+  201 the client received is in `over_limit_attempts`, the client's own count having failed.
+- Only body fields are validated synchronously (400, §2.1, §5), plus the §6 limits that need the
+  file (duration, channel count, `channelMetadata` beyond the file's channels). Media that cannot
+  be fetched (a redirect, an error status, nothing listening) or decoded (not audio, empty, an
+  HTML page) is accepted with 201, as the async API does, and its job goes `failed` after
+  `in_progress`, with the callbacks; `job(...).error` says why.
 - Webhooks go out on every status change after acceptance (`in_progress`, then `completed` or
   `failed`); acceptance itself is not a change. One POST per change, never retried; each attempt
   is recorded.
@@ -23,6 +31,14 @@ Decisions where the reference is silent:
 - Jobs appended to a conversation (PUT) run one at a time in order (§2.3); the appended file's
   timeline continues after the previous files, while registry look-ups use the file's own t=0.
 - `/summary` answers 404 until the conversation has a completed job and none still running.
+  Then a summary exists only when asked for the documented way (§2.1 `enableSummary`, §7): a
+  `POST /summary?refresh=true` (a `GET` with `refresh=true` too, as one doc version shows) after
+  completion, or a job submitted with `enableSummary: true`. It is written `summary_seconds`
+  after the refresh (or the job's completion); until then, 404. A refresh deletes the old one
+  and starts again, and answers 202 `{"message": ...}` (the live body is undocumented).
+- No summary for a conversation under `summary_min_words` (50) words or `summary_min_sentences`
+  (3) sentences (§7). What Symbl answers then is undocumented: by default the fake answers 200
+  `{"summary": []}`; `unsummarisable_answer = "404"` makes it answer 404 instead.
 - Optional body fields must have their documented type when present: JSON null is refused with
   400 (omit the field instead).
 - Optional keys (`email`, `dueBy`) are omitted when unknown; insight `from.userId` is the email,
@@ -32,6 +48,7 @@ Decisions where the reference is silent:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import heapq
 import itertools
@@ -44,6 +61,7 @@ import random
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -63,7 +81,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
@@ -78,12 +96,14 @@ __all__ = [
     "TOKEN_INVALID_MESSAGE",
     "UNINTELLIGIBLE",
     "AudioInfo",
+    "DuplicateJob",
     "Duration",
     "FakeSymblState",
     "JobRecord",
     "JobStatus",
     "Rejection",
     "Submission",
+    "SubmitAttempt",
     "WebhookAttempt",
     "create_app",
     "probe_audio",
@@ -123,6 +143,7 @@ ENDPOINTS: frozenset[str] = frozenset(
         "action_items",
         "follow_ups",
         "summary",
+        "summary_refresh",
         "analytics",
         "members",
         "experiences",
@@ -136,6 +157,7 @@ _FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-nostats")
 _FFPROBE = ("ffprobe", "-v", "error", "-of", "json", "-show_entries")
 _PROBED = "stream=codec_type,channels:format=duration"
 _PUBLIC_ENDPOINTS = frozenset({"token", "meeting_page", "meeting_data"})
+_SUBMIT_ENDPOINTS = frozenset({"submit", "append"})
 _MIN_SPEECH_SECONDS = 0.1
 
 
@@ -155,6 +177,39 @@ class Submission:
     channel_metadata: list[dict[str, Any]]
     options: dict[str, Any]  # every other body field, as sent (flags, webhookUrl, ...)
     appended: bool
+    answer_lost: bool = False  # accepted, but `lose_submit_answers` kept the 201 from the client
+
+
+@dataclass(frozen=True)
+class SubmitAttempt:
+    """A POST/PUT of audio as it arrived, whatever came of it: lets tests prove that the client's
+    own count, not the fake's 429, kept the account within its concurrency limit."""
+
+    at: float  # time.monotonic() on arrival
+    running: int  # jobs `scheduled`/`in_progress` on arrival
+    running_answered: int  # of those, the jobs whose 201 reached the client
+    limit: int
+    forced_429: bool  # refused by the `http_429` knob (another client holding the slots)
+    status: int | None  # the answer; None when the connection was closed without one
+    job_id: str | None  # the job it created, if any
+
+    @property
+    def at_limit(self) -> bool:
+        """Arrived while the account ran `limit` jobs (whatever their answers)."""
+        return not self.forced_429 and self.running >= self.limit
+
+    @property
+    def over_limit(self) -> bool:
+        """Arrived while the account ran `limit` jobs the client knew of: its count was wrong."""
+        return not self.forced_429 and self.running_answered >= self.limit
+
+
+@dataclass(frozen=True)
+class DuplicateJob:
+    """A job for a conversation name that already had one (a meeting submitted again)."""
+
+    submission: Submission
+    after_lost_answer: bool  # the name's previous job was accepted but its answer lost
 
 
 @dataclass(frozen=True)
@@ -189,6 +244,7 @@ class JobRecord:
     conversation_id: str
     status: JobStatus
     history: tuple[tuple[JobStatus, float], ...]
+    error: str | None = None  # why a `failed` job failed (the fake's own diagnosis)
 
 
 @dataclass(frozen=True)
@@ -262,6 +318,25 @@ class _Delivery:
 
 
 @dataclass
+class _Arrival:
+    """The account as a submit arrived; completed into a `SubmitAttempt` once answered."""
+
+    at: float
+    running: int
+    running_answered: int
+    limit: int
+    forced_429: bool = False
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    conversation_id: str
+    job_id: str
+    lost_answer: _Fault | None  # the `lose_submit_answers` knob fired for this job
+
+
+@dataclass
 class _Job:
     id: str
     conversation_id: str
@@ -272,6 +347,7 @@ class _Job:
     time_offset: float  # where this file starts on the conversation's timeline
     fail: bool
     reorder_webhooks: bool
+    answer_lost: bool = False
     status: JobStatus = "scheduled"
     history: list[tuple[JobStatus, float]] = field(default_factory=list)
     queued: bool = False  # the scheduled -> in_progress delay has elapsed
@@ -290,6 +366,7 @@ class _Conversation:
     audio_seconds: float = 0.0  # accepted audio, the offset of the next appended file
     published_seconds: float = 0.0  # audio whose job completed
     messages: list[_Message] = field(default_factory=list)
+    summary_due: float | None = None  # time.monotonic() when the requested summary is written
 
 
 @dataclass(frozen=True)
@@ -321,6 +398,7 @@ class _Fault:
     seconds: float = 0.0
     probability: float = 1.0
     pattern: re.Pattern[str] | None = None
+    mode: str = "status"
 
     def fire(self) -> bool:
         if self.remaining is None:
@@ -480,6 +558,7 @@ class FakeSymblState:
         min_silence_seconds: float = 0.35,
         download_timeout: float = 30.0,
         webhook_timeout: float = 2.0,
+        summary_seconds: Duration = 1.0,
         webhook_workers: int = 4,
         analysis_workers: int = 2,
         seed: int | None = None,
@@ -505,6 +584,14 @@ class FakeSymblState:
         self.min_silence_seconds = min_silence_seconds
         self.download_timeout = download_timeout
         self.webhook_timeout = webhook_timeout
+        self.summary_seconds = summary_seconds
+        """Time from a summary request (a refresh, or the completion of a job submitted with
+        `enableSummary`) until `/summary` has it."""
+        self.summary_min_words = 50
+        self.summary_min_sentences = 3
+        """Below either, the conversation gets no summary (§7)."""
+        self.unsummarisable_answer: Literal["empty", "404"] = "empty"
+        """How `/summary` answers for a conversation too short to summarise (undocumented)."""
 
         self._cond = threading.Condition(threading.RLock())
         self._rng = random.Random(seed)
@@ -515,6 +602,7 @@ class FakeSymblState:
         self._conversations: dict[str, _Conversation] = {}
         self._submissions: list[Submission] = []
         self._rejections: list[Rejection] = []
+        self._submit_attempts: list[SubmitAttempt] = []
         self._attempts: list[WebhookAttempt] = []
         self._active = 0
         self._max_in_flight = 0
@@ -560,6 +648,52 @@ class FakeSymblState:
             return list(self._rejections)
 
     @property
+    def submit_attempts(self) -> list[SubmitAttempt]:
+        """Every POST/PUT of audio in arrival order: accepted, refused or failed by a knob."""
+        with self._cond:
+            return list(self._submit_attempts)
+
+    @property
+    def over_limit_attempts(self) -> list[SubmitAttempt]:
+        """Submits that arrived while the account already ran `limit` jobs whose 201 the client
+        had received (forced 429s excluded): each one means the client's own count let it send
+        a job the account had no room for. A correct client keeps this empty."""
+        return [a for a in self.submit_attempts if a.over_limit]
+
+    @property
+    def over_limit_count(self) -> int:
+        return len(self.over_limit_attempts)
+
+    @property
+    def at_limit_attempts(self) -> list[SubmitAttempt]:
+        """Like `over_limit_attempts`, but counting jobs whose answer was lost too (a client
+        that holds a slot for a submission of unknown outcome keeps this empty as well)."""
+        return [a for a in self.submit_attempts if a.at_limit]
+
+    @property
+    def at_limit_count(self) -> int:
+        return len(self.at_limit_attempts)
+
+    def jobs_per_name(self) -> Counter[str]:
+        """Accepted jobs per conversation name (appended files count for their conversation)."""
+        with self._cond:
+            return Counter(s.name for s in self._submissions)
+
+    @property
+    def duplicate_jobs(self) -> list[DuplicateJob]:
+        """Every job after the first for the same conversation name, in acceptance order."""
+        previous: dict[str, Submission] = {}
+        duplicates = []
+        for submission in self.submissions:
+            if submission.appended:
+                continue
+            before = previous.get(submission.name)
+            if before is not None:
+                duplicates.append(DuplicateJob(submission, after_lost_answer=before.answer_lost))
+            previous[submission.name] = submission
+        return duplicates
+
+    @property
     def webhook_attempts(self) -> list[WebhookAttempt]:
         with self._cond:
             return list(self._attempts)
@@ -574,7 +708,15 @@ class FakeSymblState:
             job = self._jobs.get(job_id)
             if job is None:
                 return None
-            return JobRecord(job.id, job.conversation_id, job.status, tuple(job.history))
+            return JobRecord(
+                job.id,
+                job.conversation_id,
+                job.status,
+                tuple(job.history),
+                error=(job.analysis_error or "failed by the fail_jobs knob")
+                if job.status == "failed"
+                else None,
+            )
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Block until `predicate()` is true, re-checking on every state change.
@@ -618,6 +760,29 @@ class FakeSymblState:
         """Refuse the next `count` submits with the documented 429 body whatever the load, as
         when another client on the same account holds the slots."""
         self._arm("http_429", _Fault(_check_count(count)))
+
+    def lose_submit_answers(
+        self,
+        *,
+        count: int | None = None,
+        status: int = 504,
+        mode: Literal["status", "close", "hang"] = "status",
+        seconds: float = 0.0,
+    ) -> None:
+        """Accept each of the next `count` submits (the job runs, is counted, bills and calls
+        back) and then lose its answer: answer `status` (mode "status"), close the connection
+        without an answer ("close"), or wait `seconds` first, past the client's read timeout,
+        then answer `status` ("hang"). The submission is recorded with `answer_lost`."""
+        if not 500 <= status <= 599:
+            raise ValueError(f"status must be 5xx, got {status}")
+        if mode not in ("status", "close", "hang"):
+            raise ValueError(f"mode must be status, close or hang, got {mode!r}")
+        if seconds < 0:
+            raise ValueError(f"seconds must not be negative, got {seconds}")
+        self._arm(
+            "lose_submit_answers",
+            _Fault(_check_count(count), status=status, seconds=seconds, mode=mode),
+        )
 
     def drop_webhooks(self, *, count: int | None = None, probability: float = 1.0) -> None:
         """Silently skip webhook deliveries, each with `probability` (drawn from `seed`), up to
@@ -757,10 +922,42 @@ class FakeSymblState:
             self._rejections.append(rejection)
             self._cond.notify_all()
 
+    def _record_submit_attempt(self, arrival: _Arrival, status: int | None) -> None:
+        with self._cond:
+            self._submit_attempts.append(
+                SubmitAttempt(
+                    at=arrival.at,
+                    running=arrival.running,
+                    running_answered=arrival.running_answered,
+                    limit=arrival.limit,
+                    forced_429=arrival.forced_429,
+                    status=status,
+                    job_id=arrival.job_id,
+                )
+            )
+            self._cond.notify_all()
+
+    def _arrival(self) -> _Arrival:
+        """What the account looked like as a submit arrived."""
+        with self._cond:
+            running = [j for j in self._jobs.values() if j.status in ACTIVE_STATUSES]
+            return _Arrival(
+                at=time.monotonic(),
+                running=len(running),
+                running_answered=sum(not j.answer_lost for j in running),
+                limit=self.concurrency_limit,
+            )
+
     def _accept(
-        self, body: dict[str, Any], audio: Path, info: AudioInfo, conversation_id: str | None
-    ) -> tuple[str, str] | None:
-        """Create the job if a concurrency slot is free (atomically); (conversationId, jobId)."""
+        self,
+        body: dict[str, Any],
+        audio: Path | None,
+        info: AudioInfo | None,
+        conversation_id: str | None,
+        media_error: str | None = None,
+    ) -> _Accepted | None:
+        """Create the job if a concurrency slot is free (atomically). Media the fake could not
+        fetch or decode (`media_error`) makes a job all the same, which fails once running."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the fake Symbl state is closed")
@@ -772,6 +969,7 @@ class FakeSymblState:
                 else self._new_conversation(body.get("name"))
             )
             job_id = str(uuid.uuid4())
+            lost = self._fire("lose_submit_answers")
             submission = Submission(
                 job_id=job_id,
                 conversation_id=conversation.id,
@@ -780,6 +978,7 @@ class FakeSymblState:
                 channel_metadata=list(body.get("channelMetadata", [])),
                 options={k: v for k, v in body.items() if k not in ("url", "channelMetadata")},
                 appended=conversation_id is not None,
+                answer_lost=lost is not None,
             )
             fail = self._faults.get("fail_jobs")
             fails = fail is not None and (
@@ -791,14 +990,16 @@ class FakeSymblState:
                 submission=submission,
                 plan=_plan(body, conversation.name),
                 audio=audio,
-                info=info,
+                info=info or AudioInfo(channels=0, duration=0.0),
                 time_offset=conversation.audio_seconds,
                 fail=fails and self._fire("fail_jobs") is not None,
                 reorder_webhooks=self._fire("reorder_webhooks") is not None,
+                answer_lost=lost is not None,
                 history=[("scheduled", time.monotonic())],
+                analysis_error=media_error,
             )
             conversation.job_ids.append(job_id)
-            conversation.audio_seconds += info.duration
+            conversation.audio_seconds += job.info.duration
             self._jobs[job_id] = job
             self._submissions.append(submission)
             self._active += 1
@@ -806,13 +1007,14 @@ class FakeSymblState:
             self._scheduler.call_later(
                 _draw(self.queue_seconds), partial(self._queue_elapsed, job_id)
             )
-            if job.fail:
-                audio.unlink(missing_ok=True)
+            if job.fail or media_error is not None:
+                if audio is not None:
+                    audio.unlink(missing_ok=True)
                 job.audio = None
             else:
                 self._analysis.submit(self._analyse, job_id)
             self._cond.notify_all()
-            return conversation.id, job_id
+            return _Accepted(conversation.id, job_id, lost)
 
     def _new_conversation(self, name: object) -> _Conversation:
         conversation_id = str(self._rng.randrange(10**15, 10**16))
@@ -831,6 +1033,35 @@ class FakeSymblState:
         with self._cond:
             job = self._jobs.get(job_id)
             return job.status if job is not None else None
+
+    def _request_summary(self, conversation_id: str) -> None:
+        """A refresh: the old summary is deleted and a new one written `summary_seconds` on."""
+        with self._cond:
+            conversation = self._conversations[conversation_id]
+            conversation.summary_due = time.monotonic() + _draw(self.summary_seconds)
+
+    def _summary_written(self, conversation_id: str) -> bool:
+        """Whether a requested summary has been written by now (complete conversations only)."""
+        with self._cond:
+            conversation = self._conversations[conversation_id]
+            if conversation.summary_due is None:
+                completed = [
+                    at
+                    for job in (self._jobs[j] for j in conversation.job_ids)
+                    if job.submission.options.get("enableSummary") is True
+                    for status, at in job.history
+                    if status == "completed"
+                ]
+                if completed:
+                    conversation.summary_due = max(completed) + _draw(self.summary_seconds)
+            due = conversation.summary_due
+            return due is not None and time.monotonic() >= due
+
+    def _summarisable(self, transcript: _Transcript) -> bool:
+        texts = [m.text for m in transcript.messages]
+        words = sum(len(text.split()) for text in texts)
+        sentences = sum(len(_sentences(text)) for text in texts)
+        return words >= self.summary_min_words and sentences >= self.summary_min_sentences
 
     def _transcript(self, conversation_id: str) -> _Transcript | None:
         with self._cond:
@@ -1190,7 +1421,8 @@ def _check_audio(
 
 
 def _download(url: str, directory: Path, timeout: float) -> Path:
-    """Stream `url` to a temporary file; redirects and failures are the client's fault (400)."""
+    """Stream `url` to a temporary file; a redirect or any failure raises _Rejected (the job
+    made of it fails)."""
     try:
         response = requests.get(url, stream=True, allow_redirects=False, timeout=timeout)
     except requests.RequestException as exc:
@@ -1827,6 +2059,8 @@ def create_app(state: FakeSymblState) -> Flask:
 
     @app.before_request
     def faults_and_auth() -> ResponseReturnValue | None:
+        if request.endpoint in _SUBMIT_ENDPOINTS:
+            g.arrival = state._arrival()  # before anything, faults included, can answer it
         status = state._take_http_fault(request.endpoint)
         if status is not None:
             return _error(status, HTTP_STATUS_CODES[status])
@@ -1835,6 +2069,27 @@ def create_app(state: FakeSymblState) -> Flask:
         if not state._authenticate(_presented_tokens()):
             return _error(401, TOKEN_INVALID_MESSAGE)
         return None
+
+    @app.after_request
+    def record_submit_attempt(response: Response) -> Response:
+        arrival: _Arrival | None = g.pop("arrival", None)
+        if arrival is not None:
+            closed = g.pop("answer_closed", False)
+            state._record_submit_attempt(arrival, None if closed else response.status_code)
+        return response
+
+    def lose_answer(fault: _Fault) -> ResponseReturnValue:
+        """The job exists; the client is not told (`lose_submit_answers`)."""
+        if fault.mode == "close":
+            g.answer_closed = True
+            connection = request.environ.get("werkzeug.socket")
+            if connection is not None:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)  # writing the answer now fails
+        elif fault.mode == "hang":
+            with state._cond:
+                state._cond.wait_for(lambda: state._closed, fault.seconds)
+        return _error(fault.status, HTTP_STATUS_CODES[fault.status])
 
     @app.post("/oauth2/token:generate", endpoint="token")
     def token() -> ResponseReturnValue:
@@ -1857,7 +2112,10 @@ def create_app(state: FakeSymblState) -> Flask:
             )
             return _too_many(state.concurrency_limit) if status == 429 else _error(status, message)
 
+        arrival: _Arrival | None = g.get("arrival")
         if state._take_forced_429():
+            if arrival is not None:
+                arrival.forced_429 = True
             return reject(429, "concurrency limit (forced)")
         if conversation_id is not None and not state._has_conversation(conversation_id):
             return reject(404, f"Conversation {conversation_id} not found.")
@@ -1868,25 +2126,34 @@ def create_app(state: FakeSymblState) -> Flask:
             return reject(400, invalid)
         if state.in_flight >= state.concurrency_limit:
             return reject(429, "concurrency limit")
+        # The async API fetches and decodes the media in the job: media that cannot be had is a
+        # job that fails, not a 400. Only the §6 limits that need the file are refused here.
+        audio: Path | None = None
+        info: AudioInfo | None = None
+        media_error: str | None = None
         try:
             audio = _download(body["url"], state.download_dir, state.download_timeout)
-        except _Rejected as exc:
-            return reject(400, str(exc))
-        try:
             info = probe_audio(audio)
-            _check_audio(body, info, state.max_channels, state.max_duration)
-        except (ValueError, subprocess.TimeoutExpired):
-            audio.unlink(missing_ok=True)
-            return reject(400, "url does not point to a supported audio file.")
         except _Rejected as exc:
-            audio.unlink(missing_ok=True)
-            return reject(400, str(exc))
-        accepted = state._accept(body, audio, info, conversation_id)
+            media_error = str(exc)
+        except (ValueError, subprocess.TimeoutExpired):
+            media_error = "url does not point to a supported audio file."
+        if media_error is None and info is not None and audio is not None:
+            try:
+                _check_audio(body, info, state.max_channels, state.max_duration)
+            except _Rejected as exc:
+                audio.unlink(missing_ok=True)
+                return reject(400, str(exc))
+        accepted = state._accept(body, audio, info, conversation_id, media_error)
         if accepted is None:
-            audio.unlink(missing_ok=True)
+            if audio is not None:
+                audio.unlink(missing_ok=True)
             return reject(429, "concurrency limit")
-        conversation, job = accepted
-        return jsonify(conversationId=conversation, jobId=job), 201
+        if arrival is not None:
+            arrival.job_id = accepted.job_id
+        if accepted.lost_answer is not None:
+            return lose_answer(accepted.lost_answer)
+        return jsonify(conversationId=accepted.conversation_id, jobId=accepted.job_id), 201
 
     @app.post("/v1/process/audio/url", endpoint="submit")
     def submit() -> ResponseReturnValue:
@@ -1946,7 +2213,25 @@ def create_app(state: FakeSymblState) -> Flask:
         t = transcript_or_404(cid)
         if not t.complete:
             return _error(404, "Summary is not available until the job is complete.")
+        if _flag("refresh"):
+            state._request_summary(cid)
+        if not state._summary_written(cid):
+            return _error(404, f"Summary for conversation {cid} not found.")
+        if not state._summarisable(t):
+            if state.unsummarisable_answer == "404":
+                return _error(404, f"Summary for conversation {cid} not found.")
+            return jsonify(summary=[])
         return jsonify(summary=_summary(t))
+
+    @app.post("/v1/conversations/<cid>/summary", endpoint="summary_refresh")
+    def summary_refresh(cid: str) -> ResponseReturnValue:
+        t = transcript_or_404(cid)
+        if not _flag("refresh"):
+            return _error(400, "Only refresh=true is supported.")
+        if not t.complete:
+            return _error(404, "Summary is not available until the job is complete.")
+        state._request_summary(cid)
+        return jsonify(message="Summary generation started."), 202
 
     @app.get("/v1/conversations/<cid>/analytics", endpoint="analytics")
     def analytics(cid: str) -> ResponseReturnValue:

@@ -127,7 +127,7 @@ def _write_wav(path: Path, channels: list[array.array[int]]) -> None:
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     """meeting.wav (Alice on channel 1, Bob on 2), mixed.wav (mono), shifted.wav (+3 s), and
-    notes.txt (not audio)."""
+    notes.txt, empty.wav and login.html (not audio)."""
     directory = tmp_path_factory.mktemp("fake_symbl_media")
     clips = [_speech_clip(text, directory, i) for i, (_, text) in enumerate(SCRIPT)]
     lines: list[Spoken] = []
@@ -147,6 +147,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     _write_wav(directory / "shifted.wav", [shift + track for track in tracks])
     _write_wav(directory / "mixed.wav", [array.array("h", map(sum, zip(*tracks, strict=True)))])
     (directory / "notes.txt").write_text("Minutes: nothing was decided.\n" * 200)
+    (directory / "empty.wav").write_bytes(b"")
+    (directory / "login.html").write_text("<html><body>Sign in to continue</body></html>\n" * 50)
     return Media(directory, tuple(lines), total / RATE)
 
 
@@ -505,19 +507,28 @@ def test_a_non_object_body_is_400(symbl: SymblClient) -> None:
         ("{closed}", "could not be downloaded"),
         ("{media}/files/missing.wav", "HTTP 404"),
         ("{media}/files/notes.txt", "audio"),
+        ("{media}/files/empty.wav", "audio"),
+        ("{media}/files/login.html", "audio"),
     ],
-    ids=["redirect", "unreachable", "not-found", "not-audio"],
+    ids=["redirect", "unreachable", "not-found", "not-audio", "empty", "html"],
 )
-def test_urls_that_cannot_be_fetched_as_audio_are_400(
-    symbl: SymblClient, url: str, reason: str
+def test_media_that_cannot_be_fetched_or_decoded_is_a_job_that_fails(
+    symbl: SymblClient, receiver: WebhookReceiver, url: str, reason: str
 ) -> None:
+    # The async API takes the job and fails it once running (no synchronous 400 for media).
+    symbl.state.processing_seconds = 0.3
     target = url.format(media=symbl.media, closed=_closed_port_url())
-    response = symbl.submit(url=target)
-    assert response.status_code == 400
-    assert reason in response.json()["message"]
-    assert symbl.state.accepted == 0
-    assert [r.status for r in symbl.state.rejections] == [400]
-    assert list(symbl.state.download_dir.iterdir()) == []  # the rejected download is not kept
+    conversation_id, job_id = symbl.submit_ok(url=target, webhookUrl=receiver.url)
+    assert symbl.state.rejections == []
+    assert symbl.state.in_flight == 1  # it holds a concurrency slot while it runs
+    assert symbl.wait_job(job_id) == "failed"
+    record = symbl.state.job(job_id)
+    assert record is not None
+    assert [status for status, _ in record.history] == ["scheduled", "in_progress", "failed"]
+    assert record.error is not None and reason in record.error
+    eventually(lambda: receiver.statuses() == ["in_progress", "failed"], "the callbacks")
+    assert symbl.get(f"/v1/conversations/{conversation_id}/messages").json() == {"messages": []}
+    assert list(symbl.state.download_dir.iterdir()) == []  # nothing of it is kept
 
 
 def test_channel_metadata_beyond_the_files_channels_is_400(symbl: SymblClient) -> None:
@@ -591,6 +602,46 @@ def test_concurrent_submits_never_exceed_the_limit(symbl: SymblClient) -> None:
     symbl.state.wait_until_idle()
 
 
+def test_every_submit_is_recorded_and_one_arriving_at_a_full_account_is_over_limit(
+    symbl: SymblClient,
+) -> None:
+    symbl.state.processing_seconds = 5.0
+    symbl.state.http_5xx(status=503, endpoint="submit", count=1)
+    assert symbl.submit().status_code == 503
+    symbl.state.http_429(count=1)
+    assert symbl.submit().status_code == 429  # forced: another client holds the slots
+    _, first = symbl.submit_ok()
+    _, second = symbl.submit_ok()
+    assert symbl.state.over_limit_attempts == []
+    assert symbl.submit().status_code == 429  # the client's own count should have held it back
+
+    attempts = symbl.state.submit_attempts
+    assert [(a.status, a.running, a.forced_429, a.job_id) for a in attempts] == [
+        (503, 0, False, None),
+        (429, 0, True, None),
+        (201, 0, False, first),
+        (201, 1, False, second),
+        (429, 2, False, None),
+    ]
+    assert all(a.limit == 2 for a in attempts)
+    assert symbl.state.over_limit_attempts == [attempts[-1]]
+    assert symbl.state.over_limit_count == 1 == symbl.state.at_limit_count
+
+
+def test_a_job_whose_answer_was_lost_counts_at_the_limit_but_not_over_it(
+    symbl: SymblClient,
+) -> None:
+    # A client that never heard of a job cannot count it: arriving then is not its count's fault.
+    symbl.state.processing_seconds = 5.0
+    symbl.state.lose_submit_answers(count=1)
+    assert symbl.submit().status_code == 504
+    symbl.submit_ok()
+    assert symbl.submit().status_code == 429
+    last = symbl.state.submit_attempts[-1]
+    assert (last.running, last.running_answered) == (2, 1)
+    assert (symbl.state.at_limit_count, symbl.state.over_limit_count) == (1, 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Jobs (§3) and webhooks (§4)
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +699,8 @@ def test_an_unreachable_webhook_is_recorded_as_an_error(symbl: SymblClient) -> N
 
 def test_summary_is_404_until_the_job_completes(symbl: SymblClient) -> None:
     symbl.state.queue_seconds = 0.5
-    conversation_id, job_id = symbl.submit_ok()
+    symbl.state.summary_seconds, symbl.state.summary_min_words = 0, 0  # a short script
+    conversation_id, job_id = symbl.submit_ok(enableSummary=True)
     early = symbl.get(f"/v1/conversations/{conversation_id}/summary")
     assert early.status_code == 404
     assert early.json()["message"]
@@ -878,6 +930,8 @@ def test_topics_summary_members_and_conversation(symbl: SymblClient, media: Medi
         assert topic["parentRefs"] == []
         assert topic["sentiment"]["suggested"] in ("positive", "neutral", "negative")
 
+    symbl.state.summary_seconds, symbl.state.summary_min_words = 0, 0  # a short script
+    assert symbl.post(f"{base}/summary?refresh=true", None).status_code == 202
     summary = symbl.get(f"{base}/summary").json()["summary"]
     assert [s["text"] for s in summary] == [
         "Alice: Can we ship the release next week?",
@@ -1024,6 +1078,8 @@ def test_http_5xx_on_every_endpoint_for_a_number_of_requests(symbl: SymblClient)
 def test_http_5xx_on_one_endpoint_until_cleared(symbl: SymblClient) -> None:
     conversation_id = symbl.completed_conversation()
     base = f"/v1/conversations/{conversation_id}"
+    symbl.state.summary_seconds, symbl.state.summary_min_words = 0, 0  # a short script
+    assert symbl.post(f"{base}/summary?refresh=true", None).status_code == 202
     symbl.state.http_5xx(status=503, endpoint="summary")
     assert [symbl.get(f"{base}/summary").status_code for _ in range(2)] == [503, 503]
     assert symbl.get(f"{base}/messages").status_code == 200
@@ -1130,6 +1186,59 @@ def test_fail_jobs_by_conversation_name(symbl: SymblClient) -> None:
     assert symbl.wait_job(fine) == "completed"
 
 
+def test_lose_submit_answers_runs_the_job_but_answers_504(
+    symbl: SymblClient, receiver: WebhookReceiver
+) -> None:
+    symbl.state.lose_submit_answers(count=1)
+    lost = symbl.submit(webhookUrl=receiver.url)
+    assert lost.status_code == 504
+    assert "jobId" not in lost.json()
+    [submission] = symbl.state.submissions
+    assert submission.answer_lost
+    assert symbl.state.in_flight == 1
+    assert symbl.state.wait_for_job(submission.job_id) == "completed"
+    eventually(lambda: receiver.statuses() == ["in_progress", "completed"], "its callbacks")
+    assert symbl.get(f"/v1/job/{submission.job_id}").json()["status"] == "completed"
+
+    # Not knowing, the client submits the meeting again, and later once more.
+    _, again = symbl.submit_ok()
+    _, third = symbl.submit_ok()
+    assert symbl.state.jobs_per_name() == {TOPIC: 3}
+    assert [(d.submission.job_id, d.after_lost_answer) for d in symbl.state.duplicate_jobs] == [
+        (again, True),
+        (third, False),
+    ]
+    assert [a.status for a in symbl.state.submit_attempts] == [504, 201, 201]
+    assert symbl.state.submit_attempts[0].job_id == submission.job_id
+
+
+def test_lose_submit_answers_by_closing_the_connection(symbl: SymblClient) -> None:
+    symbl.state.lose_submit_answers(count=1, mode="close")
+    with pytest.raises(requests.ConnectionError):
+        symbl.submit()
+    [submission] = symbl.state.submissions
+    assert submission.answer_lost
+    symbl.state.wait_for(lambda: len(symbl.state.submit_attempts) == 1)
+    assert symbl.state.submit_attempts[0].status is None  # no answer at all
+    assert symbl.wait_job(submission.job_id) == "completed"
+    assert symbl.submit().status_code == 201  # only `count` answers are lost
+
+
+def test_lose_submit_answers_past_the_clients_timeout(symbl: SymblClient) -> None:
+    symbl.state.lose_submit_answers(count=1, mode="hang", seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            f"{symbl.base}/v1/process/audio/url", headers=symbl.auth, json=symbl.body(), timeout=0.3
+        )
+    assert time.monotonic() - started < 1.0
+    [submission] = symbl.state.submissions
+    assert submission.answer_lost
+    symbl.state.wait_for(lambda: len(symbl.state.submit_attempts) == 1)
+    assert symbl.state.submit_attempts[0].status == 504  # answered, by then to nobody
+    assert symbl.wait_job(submission.job_id) == "completed"
+
+
 def test_knobs_reject_meaningless_settings(symbl: SymblClient) -> None:
     with pytest.raises(ValueError, match="5xx"):
         symbl.state.http_5xx(status=404)
@@ -1139,6 +1248,10 @@ def test_knobs_reject_meaningless_settings(symbl: SymblClient) -> None:
         symbl.state.duplicate_webhooks(count=0)
     with pytest.raises(ValueError, match="probability"):
         symbl.state.drop_webhooks(probability=1.5)
+    with pytest.raises(ValueError, match="5xx"):
+        symbl.state.lose_submit_answers(status=400)
+    with pytest.raises(ValueError, match="mode"):
+        symbl.state.lose_submit_answers(mode="vanish")  # type: ignore[arg-type]
     assert {"submit", "summary", "token"} <= ENDPOINTS
 
 
@@ -1175,3 +1288,71 @@ def test_close_stops_timers_and_threads_mid_job(
     assert record is not None and record.status == "scheduled"
     assert state.webhook_attempts == []
     assert not state.download_dir.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries: only when asked the documented way, none for a short conversation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_summary_only_after_a_refresh_and_its_delay(symbl: SymblClient) -> None:
+    symbl.state.summary_min_words = 0  # the test script is short; thresholds are tested below
+    symbl.state.summary_seconds = 0.3
+    conversation_id = symbl.completed_conversation()
+    path = f"/v1/conversations/{conversation_id}/summary"
+    assert symbl.get(path).status_code == 404  # complete, but never asked for
+
+    assert symbl.post(path, None).status_code == 400  # only refresh=true is supported
+    assert symbl.post(f"{path}?refresh=true", None).status_code == 202
+    assert symbl.get(path).status_code == 404  # being written
+    eventually(lambda: symbl.get(path).status_code == 200, "the summary to be written")
+    assert [s["text"] for s in symbl.get(path).json()["summary"]][:2] == [
+        "Alice: Can we ship the release next week?",
+        "Bob: I will update the budget by Friday.",
+    ]
+
+    # A refresh deletes the summary and writes it again.
+    assert symbl.post(f"{path}?refresh=true", None).status_code == 202
+    assert symbl.get(path).status_code == 404
+    eventually(lambda: symbl.get(path).status_code == 200, "the summary to be rewritten")
+
+
+def test_summary_refresh_before_completion_or_of_an_unknown_conversation_is_404(
+    symbl: SymblClient,
+) -> None:
+    symbl.state.queue_seconds = 30
+    conversation_id, _ = symbl.submit_ok()
+    assert (
+        symbl.post(f"/v1/conversations/{conversation_id}/summary?refresh=true", None).status_code
+        == 404
+    )
+    unknown = "/v1/conversations/1234567890123456/summary?refresh=true"
+    assert symbl.post(unknown, None).status_code == 404
+
+
+def test_enable_summary_at_submit_writes_it_after_completion(symbl: SymblClient) -> None:
+    symbl.state.summary_min_words = 0
+    symbl.state.summary_seconds = 0.2
+    conversation_id = symbl.completed_conversation(enableSummary=True)
+    path = f"/v1/conversations/{conversation_id}/summary"
+    eventually(lambda: symbl.get(path).status_code == 200, "the summary to be written")
+    assert symbl.get(path).json()["summary"]
+
+
+def test_a_conversation_too_short_gets_no_summary(symbl: SymblClient) -> None:
+    symbl.state.summary_seconds = 0
+    conversation_id = symbl.completed_conversation()  # 3 sentences, 21 words
+    path = f"/v1/conversations/{conversation_id}/summary"
+    assert symbl.post(f"{path}?refresh=true", None).status_code == 202
+    empty = symbl.get(path)
+    assert (empty.status_code, empty.json()) == (200, {"summary": []})
+
+    symbl.state.unsummarisable_answer = "404"
+    assert symbl.get(path).status_code == 404
+
+    # Enough words, too few sentences: still none.
+    symbl.state.unsummarisable_answer = "empty"
+    symbl.state.summary_min_words, symbl.state.summary_min_sentences = 0, 4
+    assert symbl.get(path).json() == {"summary": []}
+    symbl.state.summary_min_sentences = 3
+    assert symbl.get(path).json()["summary"]

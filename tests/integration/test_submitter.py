@@ -122,34 +122,6 @@ def test_parallel_pumps_keep_within_the_limit_and_lose_nothing(
         ]
 
 
-def test_dropped_duplicated_and_reordered_callbacks_and_failed_jobs(
-    stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
-) -> None:
-    with submitter_rig(stack, credentials, limit=3) as rig:
-        rig.symbl.drop_webhooks(count=6)
-        rig.symbl.duplicate_webhooks(count=5)
-        rig.symbl.reorder_webhooks(count=3)
-        rig.symbl.webhook_uses_id(count=4)
-        rig.symbl.fail_jobs(count=1, name_pattern=r"-3$")
-        uuids = rig.add_merged_meetings(12, flac)
-        reconciler = rig.reconciler_deps()
-        with PumpThreads(rig, 2):
-
-            def settled() -> bool:
-                # The schedule: the reconciler polls Symbl for jobs whose callback was lost.
-                reconciler.clock = lambda: time.time() + 120
-                reconcile(reconciler)
-                return all_in(rig, uuids, State.TRANSCRIBED)()
-
-            wait_until(settled, 120, "every meeting transcribed despite lost callbacks")
-        names = submitted_names(rig)
-        assert names["Meeting m-3"] == 2  # the failed job was resubmitted once
-        assert all(n == 1 for name, n in names.items() if name != "Meeting m-3")
-        assert sorted(notify_messages(stack)) == sorted(uuids)
-        assert rig.slots.view().in_use == 0
-        assert rig.symbl.max_in_flight <= 3
-
-
 def test_a_job_that_fails_twice_ends_failed_with_its_slot_free(
     stack: ProvisionedStack, credentials: SandboxCredentials, flac: Path
 ) -> None:

@@ -52,12 +52,46 @@ def deliver(stack: LocalStack, meeting: SyntheticMeeting, *, times: int = 1) -> 
         assert sender.deliver(event).delivered
 
 
-def wait_terminal(stack: LocalStack, uuids: list[str], timeout: float) -> dict[str, State]:
-    """Each meeting's state once all are terminal (or when `timeout` runs out)."""
+WAIT_BUDGET_SECONDS = 180.0
+"""How long a test waits for its meetings, well under the per-test timeout (pyproject's
+`timeout`, 300 s), so that a stuck meeting fails with the table below, not a bare timeout."""
+
+
+def state_table(stack: LocalStack, uuids: list[str]) -> str:
+    """One line per meeting: uuid, topic, state, last error (what an operator would ask)."""
+    store = RecordingStore(stack.stack.names.recordings_table)
+    rows = [("uuid", "topic", "state", "last_error")]
+    for uuid in uuids:
+        record = store.get(uuid)
+        if record is None:
+            rows.append((uuid, "?", "(no record)", ""))
+        else:
+            error = (record.failure_reason or record.last_error or "").replace("\n", " ")
+            rows.append((uuid, record.topic, record.state.value, error[:160]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    )
+
+
+def wait_terminal(
+    stack: LocalStack, uuids: list[str], timeout: float = WAIT_BUDGET_SECONDS
+) -> dict[str, State]:
+    """Each meeting's state once all are terminal; AssertionError with every meeting's state
+    and last error when `timeout` runs out first."""
     store = RecordingStore(stack.stack.names.recordings_table)
     deadline = time.monotonic() + timeout
     while True:
         states = {u: store.require(u).state for u in uuids}
-        if all(s in TERMINAL_STATES for s in states.values()) or time.monotonic() > deadline:
+        if all(s in TERMINAL_STATES for s in states.values()):
             return states
+        if time.monotonic() > deadline:
+            waiting = sum(s not in TERMINAL_STATES for s in states.values())
+            raise AssertionError(
+                f"{waiting} of {len(uuids)} meetings not terminal after {timeout:.0f} s:\n"
+                + state_table(stack, uuids)
+            )
         time.sleep(0.5)
