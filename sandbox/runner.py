@@ -272,6 +272,9 @@ class LocalStack:
             "TRANSCRIBED_STUCK_SECONDS": str(o.stuck_seconds),
             "MERGE_STUCK_SECONDS": str(o.stuck_seconds * 10),
             "SUBMITTED_CHECK_SECONDS": str(max(1, o.stuck_seconds // 6)),
+            # Sandbox jobs take seconds: a job (or a submission whose outcome is unknown) is
+            # given up after this, not after production's hour.
+            "JOB_DEADLINE_BASE_SECONDS": str(o.stuck_seconds * 2),
         }
         return env
 

@@ -86,9 +86,9 @@ locals {
     # own name is a local: module.pump.function_name here would be a dependency cycle.
     NOTIFY_QUEUE_URL   = module.notify_queue.url
     PUMP_FUNCTION_NAME = local.pump_function_name
-    # The pump starts no new submission after this; the rest of its 60-s timeout is for the last
-    # one (the Symbl client retries within 30 s). Nudges and the one-minute schedule start it again.
-    PUMP_MAX_SECONDS = tostring(local.function_timeouts.pump - 40)
+    # The pump starts no new submission after this; the rest of its timeout is for the last one
+    # (see local.pump_max_seconds). Nudges and the one-minute schedule start it again.
+    PUMP_MAX_SECONDS = "${local.pump_max_seconds}"
   }
 
   reconciler_environment = {
@@ -107,6 +107,7 @@ locals {
     NOTIFY_QUEUE_URL             = module.notify_queue.url
     PUMP_FUNCTION_NAME           = module.pump.function_name
     ECS_CLUSTER                  = aws_ecs_cluster.this.arn
+    OPERATOR_TOPIC_ARN           = aws_sns_topic.alerts.arn # every FAILED meeting announced once
   }
 
   notifier_environment = {

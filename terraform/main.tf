@@ -52,7 +52,7 @@ locals {
   function_timeouts = {
     webhook    = 10
     merger     = 900
-    pump       = 60
+    pump       = 150
     reconciler = 120
     notifier   = 120
   }
@@ -62,9 +62,15 @@ locals {
   # numbers, and tests/integration/test_terraform_contract.py holds the two together.
   queue_visibility_seconds = {
     merge  = 5400 # merger, 900 s
-    submit = 360  # pump, 60 s (the pump receives from this queue itself; no event source)
+    submit = 900  # pump, 150 s (the pump receives from this queue itself; no event source)
     notify = 720  # notifier, 120 s
   }
+
+  # The pump starts no submission after this many seconds. The last one started then (a token,
+  # the submission, the status check after it: SymblSettings.symbl_worst_case_seconds(2), 90 s
+  # with the default Symbl timeout and retry budget) must end inside the pump's timeout;
+  # tests/integration/test_terraform_contract.py holds the two together.
+  pump_max_seconds = 60
 
   # Receives before a message moves to its DLQ (sandbox/aws_resources.py MAX_RECEIVE_COUNT).
   max_receive_count = 5

@@ -129,8 +129,24 @@ class Recording(_Item):
     callback_secret_digest: str | None = None
     submit_claim: str | None = None
     submitted_at: str | None = None
+    # Set while a submission's outcome is unknown (sent, never answered): its claim is held.
+    submit_outcome_unknown_at: str | None = None
+    # Requests the reconciler re-sent for the meeting while stuck in its current state (the
+    # state entered at `resends_for`); capped by the reconciler's `stage_attempts`.
+    resends: int = 0
+    resends_for: str | None = None
     insights_key: str | None = None
     email_message_id: str | None = None
+    # Merge lease and speaker count (merger).
+    # A live merge run holds the meeting until `merge_lease_deadline` (epoch seconds); a merge
+    # request that finds MERGING under a live lease does nothing.
+    merge_lease_holder: str | None = None
+    merge_lease_deadline: int | None = None
+    # Where a diarized meeting's `participant_count` came from: "participants_api",
+    # "participant_files" or "default".
+    speaker_count_source: str | None = None
+    # While Zoom still processes a participant file the merge waits for it until then (epoch s).
+    processing_wait_until: int | None = None
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -245,12 +261,15 @@ class RecordingStore:
         remove: Iterable[str] = (),
         count_attempt: str | None = None,
         only_if: Mapping[str, str] | None = None,
+        only_if_below: Mapping[str, int | float] | None = None,
     ) -> Recording:
         """Move the item from one of `expected` to `new`, with `updates`, in one conditional write.
 
         Raises StateConflict when the item is in any other state (or absent), so a duplicate
         message that lost the race does nothing; also when a field named in `only_if` holds
-        another value (e.g. the Symbl job a settlement is about).
+        another value (e.g. the Symbl job a settlement is about), or when a numeric field named
+        in `only_if_below` is present and not below the value given (e.g. a lease deadline that
+        has not passed yet; an absent field counts as below).
         """
         expected_states = (expected,) if isinstance(expected, State) else tuple(expected)
         now = self._clock()
@@ -266,6 +285,7 @@ class RecordingStore:
             history=Transition(state=new, at=stamp),
             count_attempt=count_attempt,
             only_if=only_if,
+            only_if_below=only_if_below,
         )
 
     def update_fields(
@@ -276,13 +296,20 @@ class RecordingStore:
         *,
         remove: Iterable[str] = (),
         count_attempt: str | None = None,
+        only_if: Mapping[str, str] | None = None,
     ) -> Recording:
-        """Change fields without changing state, only while the item is in `expected`."""
+        """Change fields without changing state, only while the item is in `expected` (and
+        the fields in `only_if` hold those values)."""
         expected_states = (expected,) if isinstance(expected, State) else tuple(expected)
         fields = dict(updates)
         fields["updated_at"] = iso(self._clock())
         return self._update(
-            meeting_uuid, expected_states, fields, remove=remove, count_attempt=count_attempt
+            meeting_uuid,
+            expected_states,
+            fields,
+            remove=remove,
+            count_attempt=count_attempt,
+            only_if=only_if,
         )
 
     def fail(
@@ -377,6 +404,7 @@ class RecordingStore:
         history: Transition | None = None,
         count_attempt: str | None = None,
         only_if: Mapping[str, str] | None = None,
+        only_if_below: Mapping[str, int | float] | None = None,
     ) -> Recording:
         names: dict[str, str] = {"#state": "state"}
         values: dict[str, Any] = {}
@@ -410,6 +438,10 @@ class RecordingStore:
             names[f"#c{i}"] = key
             values[f":c{i}"] = {"S": value}
             condition += f" AND #c{i} = :c{i}"
+        for i, (key, limit) in enumerate((only_if_below or {}).items()):
+            names[f"#b{i}"] = key
+            values[f":b{i}"] = _serializer.serialize(_to_dynamo(limit))
+            condition += f" AND (attribute_not_exists(#b{i}) OR #b{i} < :b{i})"
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)

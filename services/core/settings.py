@@ -33,6 +33,17 @@ class SymblSettings(BaseSettings):
 
     symbl_api_base_url: str = "https://api.symbl.ai"
     symbl_credentials_secret_arn: str = Field(min_length=1)
+    # Each request waits at most this long to connect and again to read; retries of idempotent
+    # requests (and of a submission that provably never left) stop once the budget is spent.
+    symbl_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    symbl_retry_budget_seconds: float = Field(default=10.0, ge=0, le=120)
+
+    def symbl_worst_case_seconds(self, requests_made: int) -> float:
+        """The longest `requests_made` Symbl calls can take, retries and one token fetch
+        included: each call is its retry budget plus one last request's connect and read."""
+        return (requests_made + 1) * (
+            self.symbl_retry_budget_seconds + 2 * self.symbl_timeout_seconds
+        )
 
 
 class InsightsPageSettings(BaseSettings):
@@ -99,6 +110,27 @@ class MergerSettings(CoreSettings, ZoomApiSettings):
     ecs_subnets: str = ""  # comma-separated subnet ids
     ecs_security_groups: str = ""  # comma-separated security group ids
     work_dir: str = "/tmp"  # noqa: S108 - Lambda's and Fargate's scratch space
+    # A merge run holds its meeting under a lease until floor + factor x the meeting's length.
+    # Inline, the floor is the merger Lambda's 900 s timeout, and a meeting short enough to
+    # merge inline (2 h) gets at most 4500 s: below the merge queue's 5400 s visibility timeout,
+    # so the redelivery of a message whose Lambda died finds the lease expired and takes over.
+    # A Fargate task's floor also covers its start (image pull) and big downloads.
+    merge_lease_floor_seconds: int = Field(default=900, ge=60)
+    merge_task_lease_floor_seconds: int = Field(default=1800, ge=60)
+    merge_lease_media_factor: float = Field(default=0.5, ge=0)
+    # A diarized meeting whose speakers neither the participants API nor the participant
+    # files name is analysed for this many speakers.
+    diarization_default_speakers: int = Field(default=2, ge=1, le=50)
+    # A participant file Zoom still lists as `processing` is looked at again every
+    # `processing_check_seconds` (a delayed merge request; SQS delays at most 900 s) for at
+    # most `processing_wait_seconds`; then the merge goes on without it.
+    processing_wait_seconds: int = Field(default=1800, ge=0)
+    processing_check_seconds: int = Field(default=120, ge=1, le=900)
+
+    def merge_lease_seconds(self, meeting_seconds: float, *, task: bool) -> int:
+        """How long a merge run of a meeting this long holds it before another may take over."""
+        floor = self.merge_task_lease_floor_seconds if task else self.merge_lease_floor_seconds
+        return int(floor + self.merge_lease_media_factor * meeting_seconds)
 
 
 class SubmitterSettings(CoreSettings, SymblSettings):
@@ -118,19 +150,42 @@ class SubmitterSettings(CoreSettings, SymblSettings):
     # Symbl downloads the merged file from this presigned URL; long enough for a queued job.
     presigned_url_seconds: int = Field(default=6 * 3600, ge=300, le=7 * 24 * 3600)
     claim_lease_seconds: int = Field(default=120, ge=10)
-    job_lease_seconds: int = Field(default=2 * 3600, ge=60)
-    pump_max_seconds: float = Field(default=240.0, gt=0)
+    # A job's deadline: base + factor x the media's length. Its slot lease ends then; the
+    # reconciler asks once more and, if the job still runs, counts a failed attempt (resubmit,
+    # or FAILED once `symbl_job_attempts` are spent) and frees the slot. A submission whose
+    # outcome is unknown (no answer after it was sent) holds its slot as long, so the count
+    # covers a job Symbl may be running, before it is submitted again.
+    job_deadline_base_seconds: int = Field(default=3600, ge=1)
+    job_deadline_media_factor: float = Field(default=1.0, ge=0)
+    # Genuine submission failures (transient errors, unknown outcomes) before FAILED; waiting
+    # for a slot, a 429 or a merge never counts.
+    submit_attempts: int = Field(default=5, ge=1, le=20)
+    pump_max_seconds: float = Field(default=60.0, gt=0)
     # While many slots are free (a backlog meets an idle account), a pump takes up to this many
     # at once and submits them concurrently; SQS receives at most 10 messages per call.
     pump_batch: int = Field(default=10, ge=1, le=10)
     # Symbl takes at most 4 h of media per file.
     max_media_seconds: int = Field(default=4 * 3600, ge=1)
 
+    def job_deadline_seconds(self, media_seconds: float | None) -> float:
+        return self.job_deadline_base_seconds + self.job_deadline_media_factor * (
+            media_seconds or 0.0
+        )
+
+    @property
+    def pump_worst_case_seconds(self) -> float:
+        """A pump starts no submission after `pump_max_seconds`; the last one started then
+        (a token, the submission, the status check after it) must end inside the Lambda
+        timeout, which Terraform sets and a contract test holds to this."""
+        return self.pump_max_seconds + self.symbl_worst_case_seconds(2)
+
 
 class ReconcilerSettings(SubmitterSettings):
     """The scheduled repairer: lost callbacks, dead merges, stuck meetings."""
 
     merge_queue_url: str = Field(min_length=1)
+    # A stage request re-sent for a stuck meeting: at most this many times, the first after the
+    # state's stuck time, then doubling; after the last the meeting ends FAILED with the reason.
     stage_attempts: int = Field(default=3, ge=1, le=10)
     merge_stuck_seconds: int = Field(default=3 * 3600, ge=1)
     received_stuck_seconds: int = Field(default=15 * 60, ge=1)
@@ -140,6 +195,8 @@ class ReconcilerSettings(SubmitterSettings):
     ecs_cluster: str = ""  # to ask whether a long merge's task still runs
     # Jobs submitted longer ago than this are asked about, in case their callback was lost.
     submitted_check_seconds: int = Field(default=60, ge=1)
+    # Every FAILED meeting is announced once on this SNS topic (services/core/failures.py).
+    operator_topic_arn: str = Field(min_length=1)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -188,8 +245,10 @@ class NotifierSettings(CoreSettings, SymblSettings, InsightsPageSettings):
     # Public base URL of the HTTP API; the page link is <base>/meetings/<uuid>?token=...
     insights_page_base_url: str = Field(min_length=1)
     operator_topic_arn: str = Field(min_length=1)
-    # Symbl's summary answers 404 for a while after the job completes: look again this much later.
+    # Symbl's summary answers 404 until it is written: look again this much later, at most
+    # `summary_max_checks` times; then the email goes out without a summary (and says so).
     summary_retry_seconds: int = Field(default=60, ge=0, le=900)
+    summary_max_checks: int = Field(default=5, ge=0, le=60)
 
     @property
     def extra_recipient_list(self) -> tuple[str, ...]:

@@ -8,6 +8,14 @@ when the callback is lost) releases it.
 
 A 429 that our count did not predict means another client shares the account: the item's
 `backoff_until` keeps every pump from acquiring for a while, doubling on each such surprise.
+
+A job's lease value names its meeting and conversation, and is written in the same call that
+turns the claim into the job's lease: from then on the job id is durable, so a submission whose
+meeting write failed afterwards is adopted (by the reconciler), never submitted again.
+
+An item missing `holders` or `backoff_until` (hand-edited, half-restored from a backup) would
+refuse every acquisition for good while reading as "0 in use": every write that finds it so
+repairs it first (`if_not_exists`, which never overwrites what is there) and tries again.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class Lease:
     holder: str
     deadline: float
     meeting_uuid: str | None
+    conversation_id: str | None = None
 
     @property
     def is_claim(self) -> bool:
@@ -91,21 +100,22 @@ class SlotPool:
     def _ensure_item(self) -> None:
         if self._ensured:
             return
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={
-                    "pk": {"S": self.key},
-                    "holders": {"M": {}},
-                    "backoff_until": {"N": "0"},
-                    "backoff_seconds": {"N": "0"},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as e:
-            if aws.error_code(e) != "ConditionalCheckFailedException":
-                raise
+        self.repair()
         self._ensured = True
+
+    def repair(self) -> None:
+        """Create the pool's item, or give a partial one the attributes it lacks (never
+        overwriting one that is there)."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": self.key}},
+            UpdateExpression=(
+                "SET holders = if_not_exists(holders, :none), "
+                "backoff_until = if_not_exists(backoff_until, :zero), "
+                "backoff_seconds = if_not_exists(backoff_seconds, :zero)"
+            ),
+            ExpressionAttributeValues={":none": {"M": {}}, ":zero": {"N": "0"}},
+        )
 
     def acquire(self, *, lease_seconds: float, meeting_uuid: str | None = None) -> str | None:
         """A claim token, or None when all slots are taken or we are backing off."""
@@ -134,6 +144,7 @@ class SlotPool:
                     Key={"pk": {"S": self.key}},
                     UpdateExpression="SET " + ", ".join(f"holders.{n} = :lease" for n in names),
                     ConditionExpression=(
+                        "attribute_exists(holders) AND attribute_exists(backoff_until) AND "
                         f"size(holders) <= :most AND backoff_until <= :now AND {absent}"
                     ),
                     ExpressionAttributeNames=names,
@@ -143,15 +154,18 @@ class SlotPool:
                         ":now": {"N": repr(now)},
                     },
                     ReturnValues="ALL_NEW",
-                    # A refusal of one slot needs no explanation; of more, how many are free.
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD" if count > 1 else "NONE",
+                    # A refusal carries the item: how many are free, or what it lacks.
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as e:
                 if aws.error_code(e) != "ConditionalCheckFailedException":
                     raise
+                item = aws.refused_item(e) or {}
+                if _partial(item):
+                    self.repair()
+                    continue
                 if count == 1:
                     return Grant((), 0)
-                item = aws.refused_item(e)
                 if _number(item, "backoff_until") > now:
                     return Grant((), 0)
                 free = self.limit - len(_holders(item))
@@ -164,9 +178,19 @@ class SlotPool:
         return Grant((), 0)
 
     def convert_to_job(
-        self, claim: str, job_id: str, *, lease_seconds: float, meeting_uuid: str
+        self,
+        claim: str,
+        job_id: str,
+        *,
+        lease_seconds: float,
+        meeting_uuid: str,
+        conversation_id: str | None = None,
     ) -> None:
-        """Turn a claim into the job's lease in one write (the slot count does not change)."""
+        """Turn a claim into the job's lease in one write (the slot count does not change).
+
+        This is the first write after the provider accepted the job: the lease value names the
+        meeting and conversation, so the job is on record even if the meeting's own write
+        fails next (`job_of` finds it)."""
         now = self._clock()
         self.client.update_item(
             TableName=self.table_name,
@@ -174,10 +198,39 @@ class SlotPool:
             UpdateExpression="REMOVE holders.#c SET holders.#j = :lease, backoff_seconds = :zero",
             ExpressionAttributeNames={"#c": claim, "#j": JOB_PREFIX + job_id},
             ExpressionAttributeValues={
-                ":lease": _lease_value(now + lease_seconds, meeting_uuid),
+                ":lease": _lease_value(now + lease_seconds, meeting_uuid, conversation_id),
                 ":zero": {"N": "0"},
             },
         )
+
+    def hold(self, holder: str, *, lease_seconds: float, meeting_uuid: str | None) -> bool:
+        """Set a lease's deadline to `lease_seconds` from now (e.g. keep a claim whose
+        submission's outcome is unknown); False when the holder no longer holds a slot."""
+        now = self._clock()
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": self.key}},
+                UpdateExpression="SET holders.#h = :lease",
+                ConditionExpression="attribute_exists(holders.#h)",
+                ExpressionAttributeNames={"#h": holder},
+                ExpressionAttributeValues={
+                    ":lease": _lease_value(now + lease_seconds, meeting_uuid)
+                },
+            )
+        except ClientError as e:
+            if aws.error_code(e) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def job_of(self, meeting_uuid: str) -> Lease | None:
+        """The job lease that names this meeting, if any (a job accepted but not recorded on
+        the meeting)."""
+        for lease in self.view().leases:
+            if lease.job_id and lease.meeting_uuid == meeting_uuid:
+                return lease
+        return None
 
     def release(self, holder: str) -> None:
         """Free a claim or job lease; releasing one that is gone is a no-op."""
@@ -190,12 +243,20 @@ class SlotPool:
         if not names:
             return
         self._ensure_item()
-        self.client.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": self.key}},
-            UpdateExpression="REMOVE " + ", ".join(f"holders.{name}" for name in names),
-            ExpressionAttributeNames=names,
-        )
+        request = {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": self.key}},
+            "UpdateExpression": "REMOVE " + ", ".join(f"holders.{name}" for name in names),
+            "ExpressionAttributeNames": names,
+        }
+        try:
+            self.client.update_item(**request)
+        except ClientError as e:
+            # A path into a missing `holders` map is invalid: repair the item, then it is a no-op.
+            if aws.error_code(e) != "ValidationException":
+                raise
+            self.repair()
+            self.client.update_item(**request)
 
     def release_job(self, job_id: str) -> None:
         self.release(JOB_PREFIX + job_id)
@@ -211,7 +272,9 @@ class SlotPool:
                 ConditionExpression="attribute_exists(holders.#h)",
                 ExpressionAttributeNames={"#h": lease.holder},
                 ExpressionAttributeValues={
-                    ":lease": _lease_value(now + lease_seconds, lease.meeting_uuid)
+                    ":lease": _lease_value(
+                        now + lease_seconds, lease.meeting_uuid, lease.conversation_id
+                    )
                 },
             )
         except ClientError as e:
@@ -266,8 +329,9 @@ class SlotPool:
         item = self._item()
         leases = []
         for holder, value in _holders(item).items():
-            deadline, _, meeting = value.get("S", "0").partition(" ")
-            leases.append(Lease(holder, float(deadline), meeting or None))
+            deadline, _, rest = value.get("S", "0").partition(" ")
+            meeting, _, conversation = rest.partition("\n")
+            leases.append(Lease(holder, float(deadline), meeting or None, conversation or None))
         return SlotsView(
             limit=self.limit,
             leases=tuple(sorted(leases, key=lambda lease: lease.deadline)),
@@ -275,10 +339,19 @@ class SlotPool:
         )
 
 
-def _lease_value(deadline: float, meeting_uuid: str | None) -> dict[str, Any]:
-    """A lease as one string, "<deadline> <meeting>": every write to the pool's item carries
-    (and every read returns) all of them, so each is kept to a single small value."""
-    return {"S": f"{deadline!r} {meeting_uuid or ''}".rstrip()}
+def _lease_value(
+    deadline: float, meeting_uuid: str | None, conversation_id: str | None = None
+) -> dict[str, Any]:
+    """A lease as one string, "<deadline> <meeting>[\n<conversation>]": every write to the
+    pool's item carries (and every read returns) all of them, so each is kept to a single small
+    value."""
+    value = f"{deadline!r} {meeting_uuid or ''}".rstrip()
+    return {"S": f"{value}\n{conversation_id}" if conversation_id else value}
+
+
+def _partial(item: dict[str, Any]) -> bool:
+    """A pool item that is gone, or lacks what the acquisition's condition reads."""
+    return not ("holders" in item and "backoff_until" in item)
 
 
 def _holders(item: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from services.core.backoff import Backoff
@@ -46,6 +47,11 @@ class JobStatus(StrEnum):
 
 class ConcurrencyLimitReached(TransientError):
     """429: the account already runs as many jobs as it may (ours or another client's)."""
+
+
+class OutcomeUnknown(TransientError):
+    """A request that is not idempotent was sent and no answer says what came of it (a read
+    timeout, a cut connection, a 5xx): the job may exist. Never re-sent blindly."""
 
 
 class NotReady(TransientError):
@@ -103,6 +109,7 @@ class SpeechAnalytics(Protocol):
     def submit_audio_url(self, submission: AudioSubmission) -> SubmittedJob: ...
     def job_status(self, job_id: str) -> JobStatus: ...
     def conversation(self, conversation_id: str, part: str) -> dict[str, Any]: ...
+    def refresh_summary(self, conversation_id: str) -> bool: ...
     def create_experience(self, conversation_id: str, name: str) -> str | None: ...
 
 
@@ -127,6 +134,8 @@ def symbl_client(settings: SymblSettings, secrets: SecretCache) -> SymblClient:
         lambda: load_symbl_credentials(
             secrets.get_json(settings.symbl_credentials_secret_arn, ("app_id", "app_secret"))
         ),
+        retry_budget_seconds=settings.symbl_retry_budget_seconds,
+        timeout=settings.symbl_timeout_seconds,
     )
 
 
@@ -180,9 +189,21 @@ class SymblClient:
             return self._token
 
     def _send(
-        self, method: str, path: str, *, authenticated: bool = True, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        authenticated: bool = True,
+        idempotent: bool = True,
+        **kwargs: Any,
     ) -> requests.Response:
-        """One request with retries for connection errors and 5xx; other statuses returned."""
+        """One request with retries for connection errors and 5xx; other statuses returned.
+
+        A request that is not idempotent (a job submission) is retried only when it provably
+        never reached Symbl (the connection could not be opened). A read timeout, a cut
+        connection or a 500/502/504 after it was sent leaves its outcome unknown: Symbl may have
+        created the job. That raises `OutcomeUnknown` instead of sending it again.
+        """
         backoff = Backoff(budget_seconds=self._budget, sleep=self._sleep)
         renewed = False
         while True:
@@ -198,10 +219,18 @@ class SymblClient:
                     **kwargs,
                 )
             except requests.RequestException as e:
+                if not idempotent and not never_sent(e):
+                    raise OutcomeUnknown(
+                        f"Symbl {method} {path}: no answer ({type(e).__name__})"
+                    ) from e
                 if backoff.wait():
                     continue
                 raise TransientError(f"Symbl unreachable: {type(e).__name__}") from e
             if response.status_code in (500, 502, 503, 504):
+                # 503 says the service would not take the request at all, so even a submission
+                # may be sent again; after a 500, 502 or 504 the job may exist.
+                if not idempotent and response.status_code != 503:
+                    raise OutcomeUnknown(f"Symbl {method} {path} answered {response.status_code}")
                 if backoff.wait():
                     continue
                 raise TransientError(f"Symbl {method} {path} answered {response.status_code}")
@@ -224,7 +253,9 @@ class SymblClient:
         raise PermanentError(f"{what}: Symbl answered {status} ({message})")
 
     def submit_audio_url(self, submission: AudioSubmission) -> SubmittedJob:
-        response = self._send("POST", "/v1/process/audio/url", json=submission.body())
+        response = self._send(
+            "POST", "/v1/process/audio/url", json=submission.body(), idempotent=False
+        )
         if response.status_code not in (200, 201, 202):
             self._fail(response, "submit")
         body = response.json()
@@ -250,6 +281,25 @@ class SymblClient:
         body = response.json()
         return body if isinstance(body, dict) else {"items": body}
 
+    def refresh_summary(self, conversation_id: str) -> bool:
+        """`POST /v1/conversations/{id}/summary?refresh=true`: (re)generate the summary.
+
+        A conversation processed without `enableSummary` gets one only this way; `GET
+        .../summary` answers 404 until it is written. Repeating it only writes it again (the old
+        one is deleted), so a retried request is harmless. Returns whether Symbl took the
+        request; False when it refused it (400/404/405/501: not complete, or no such feature),
+        in which case whatever summary exists can still be read.
+        """
+        response = self._send(
+            "POST", f"/v1/conversations/{conversation_id}/summary", params={"refresh": "true"}
+        )
+        if response.status_code in (200, 201, 202, 204):
+            return True
+        if response.status_code in (400, 404, 405, 501):
+            return False
+        self._fail(response, "summary refresh")
+        return False  # not reached: _fail raises
+
     def create_experience(self, conversation_id: str, name: str) -> str | None:
         """A hosted summary page's URL, or None when the service does not offer one."""
         response = self._send(
@@ -263,6 +313,18 @@ class SymblClient:
             self._fail(response, "experience")
         url = response.json().get("url")
         return str(url) if url else None
+
+
+def never_sent(error: requests.RequestException) -> bool:
+    """True when the request provably never reached the server: the connection could not be
+    opened (refused, unresolvable, connect timeout). Anything later may have been received."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(error, requests.exceptions.ConnectionError):
+        reason = error.args[0] if error.args else None
+        inner = getattr(reason, "reason", reason)
+        return isinstance(inner, urllib3.exceptions.NewConnectionError)  # unresolvable too
+    return False
 
 
 def _message(response: requests.Response) -> str:

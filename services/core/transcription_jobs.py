@@ -97,6 +97,18 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
         logger.info("transcribed", job_id=job_id)
         return "transcribed"
     record_metric("SymblJobsFailed")
+    return fail_attempt(recording, f"Symbl job {job_id} failed", deps)
+
+
+def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
+    """A job that will not deliver (it failed, ran past its deadline, or the provider no longer
+    knows it) spends one attempt: the meeting goes back for another submission while attempts
+    remain, else it ends FAILED with the reason. Its slot is freed either way. Conditional on
+    the meeting still being SUBMITTED with this job, so a late or repeated verdict is a no-op.
+    """
+    job_id = recording.symbl_job_id
+    if job_id is None:
+        return "no job"
     attempts = recording.attempts.get(STAGE, 0)
     try:
         if attempts < deps.job_attempts:
@@ -108,7 +120,7 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
                     "symbl_job_id": None,
                     "symbl_conversation_id": None,
                     "callback_secret_digest": None,  # the next submission gets its own
-                    "last_error": f"Symbl job {job_id} failed",
+                    "last_error": reason,
                 },
                 only_if={"symbl_job_id": job_id},
             )
@@ -118,7 +130,7 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
                 recording.meeting_uuid,
                 State.SUBMITTED,
                 stage=STAGE,
-                reason=f"Symbl job failed {attempts} times (last job {job_id})",
+                reason=f"transcription failed {attempts} times; last: {reason}",
                 only_if={"symbl_job_id": job_id},
             )
             outcome = "failed"
@@ -129,5 +141,7 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
     if outcome == "resubmitted":
         deps.submit_queue.send(SubmitRequest(meeting_uuid=recording.meeting_uuid))
     deps.pump.nudge("slot freed")
-    logger.warning("Symbl job failed", job_id=job_id, attempts=attempts, outcome=outcome)
+    logger.warning(
+        "job attempt failed", job_id=job_id, attempts=attempts, outcome=outcome, reason=reason
+    )
     return outcome

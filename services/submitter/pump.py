@@ -19,13 +19,20 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.core.errors import PermanentError, StateConflict, TransientError
+from services.core.errors import InsightsError, PermanentError, StateConflict, TransientError
 from services.core.observability import logger, record_metric
 from services.core.queues import SubmitRequest, parse_message
-from services.core.recordings import Recording, RecordingStore, State
+from services.core.recordings import Recording, RecordingStore, State, iso, utcnow
 from services.core.settings import SubmitterSettings
 from services.core.slots import SlotPool
-from services.core.symbl import AudioSubmission, ConcurrencyLimitReached, Speaker, SpeechAnalytics
+from services.core.symbl import (
+    AudioSubmission,
+    ConcurrencyLimitReached,
+    OutcomeUnknown,
+    Speaker,
+    SpeechAnalytics,
+    SubmittedJob,
+)
 from services.core.transcription_jobs import (
     JobDeps,
     new_callback_secret,
@@ -35,8 +42,10 @@ from services.core.transcription_jobs import (
 
 STAGE = "submit"
 TRANSCRIBE_STAGE = "transcribe"
-# A message we cannot act on yet (its meeting still merging, or Symbl busy) comes back after this.
+# A request we cannot act on yet (its meeting still merging) comes back after this; a failed
+# submission after this, doubling with each attempt.
 RETRY_VISIBILITY_SECONDS = 30
+MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 
 
 @dataclass
@@ -113,12 +122,15 @@ def _delete(deps: PumpDeps, message: dict[str, Any]) -> None:
     )
 
 
-def _defer(deps: PumpDeps, message: dict[str, Any], seconds: int) -> None:
-    deps.sqs.change_message_visibility(
+def _requeue(deps: PumpDeps, message: dict[str, Any], uuid: str, seconds: int) -> None:
+    """Ask again in `seconds` without spending a delivery: a delayed copy goes in, then the
+    received message is deleted (a crash between the two leaves a harmless duplicate)."""
+    deps.sqs.send_message(
         QueueUrl=deps.settings.submit_queue_url,
-        ReceiptHandle=message["ReceiptHandle"],
-        VisibilityTimeout=seconds,
+        MessageBody=SubmitRequest(meeting_uuid=uuid).model_dump_json(),
+        DelaySeconds=max(0, min(MAX_DELAY_SECONDS, seconds)),
     )
+    _delete(deps, message)
 
 
 def _presign(deps: PumpDeps, key: str) -> str:
@@ -147,7 +159,14 @@ class Result:
 
 
 def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
-    """Act on one message while holding `claim`; the claim ends as the job's lease or is freed."""
+    """Act on one message while holding `claim`; the claim ends as the job's lease, is held for
+    a job whose submission's outcome is unknown, or is freed.
+
+    Waiting (the meeting still merging, Symbl's 429) spends nothing: the request goes back as a
+    delayed copy and the received message is deleted, so its receive count never grows while it
+    only waits. Genuine failures (a transient error, an unknown outcome) count `attempts.submit`
+    on the item, and the meeting ends FAILED once `submit_attempts` are spent.
+    """
     try:
         request = parse_message(SubmitRequest, message["Body"])
     except ValueError:
@@ -162,13 +181,12 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
             State.MERGED,
             State.SUBMITTING,
             updates={"callback_secret_digest": secret_digest(secret), "submit_claim": claim},
-            count_attempt=STAGE,
         )
     except StateConflict as e:
         if e.actual == State.MERGING.value:
             # A re-dispatched merge is running again: try this request once it is done.
-            _defer(deps, message, RETRY_VISIBILITY_SECONDS)
             deps.slots.release(claim)
+            _requeue(deps, message, uuid, RETRY_VISIBILITY_SECONDS)
             return Result(Outcome.DEFERRED, uuid)
         # Unknown, already submitted, or finished: a duplicate request.
         return _drop(deps, claim, message, uuid)
@@ -191,39 +209,25 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
     try:
         job = deps.speech.submit_audio_url(submission)
     except ConcurrencyLimitReached:
-        # Our count said a slot was free, so someone else is using the account.
+        # Our count said a slot was free, so someone else is using the account. Waiting, not
+        # failing: no attempt is counted.
         record_metric("Symbl429s")
         backoff = deps.slots.back_off()
         _revert(deps, uuid, "Symbl concurrency limit reached (429)")
         deps.slots.release(claim)
-        _defer(deps, message, int(backoff) + 1)
+        _requeue(deps, message, uuid, int(backoff) + 1)
         logger.warning("Symbl refused a job our count allowed; backing off", seconds=backoff)
         return Result(Outcome.DEFERRED, uuid, stop="429")
+    except OutcomeUnknown as e:
+        return _outcome_unknown(deps, claim, message, recording, str(e))
     except TransientError as e:
-        _revert(deps, uuid, str(e))
-        deps.slots.release(claim)
-        _defer(deps, message, RETRY_VISIBILITY_SECONDS)
-        logger.warning("Symbl submit failed; will retry", error=str(e))
-        return Result(Outcome.DEFERRED, uuid, stop="transient")
+        return _transient_failure(deps, claim, message, recording, str(e))
     except PermanentError as e:
         deps.store.fail(uuid, State.SUBMITTING, stage=STAGE, reason=str(e))
         deps.slots.release(claim)
         _delete(deps, message)
         return Result(Outcome.FAILED, uuid)
-    deps.slots.convert_to_job(
-        claim, job.job_id, lease_seconds=deps.settings.job_lease_seconds, meeting_uuid=uuid
-    )
-    recording = deps.store.transition(
-        uuid,
-        State.SUBMITTING,
-        State.SUBMITTED,
-        updates={
-            "symbl_job_id": job.job_id,
-            "symbl_conversation_id": job.conversation_id,
-            "submit_claim": None,
-        },
-        count_attempt=TRANSCRIBE_STAGE,
-    )
+    recording = _record_job(deps, claim, recording, job)
     _delete(deps, message)
     record_metric("SymblSubmits")
     logger.info(
@@ -236,6 +240,103 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
     return Result(Outcome.SUBMITTED, uuid)
 
 
+def _record_job(deps: PumpDeps, claim: str, recording: Recording, job: SubmittedJob) -> Recording:
+    """Make the accepted job durable before anything else can fail: first the claim becomes
+    the job's lease (its value names meeting and conversation), then the meeting records it.
+
+    Should the meeting's write fail, the reconciler finds the job by its lease and adopts it;
+    should the lease's write fail, the job id goes on the meeting instead. Neither leads to a
+    second submission.
+    """
+    uuid = recording.meeting_uuid
+    lease_seconds = deps.settings.job_deadline_seconds(recording.merged_seconds)
+    try:
+        deps.slots.convert_to_job(
+            claim,
+            job.job_id,
+            lease_seconds=lease_seconds,
+            meeting_uuid=uuid,
+            conversation_id=job.conversation_id,
+        )
+    except (ClientError, BotoCoreError):
+        logger.error("job accepted but its slot lease not written", job_id=job.job_id)
+        deps.store.update_fields(
+            uuid,
+            State.SUBMITTING,
+            {"symbl_job_id": job.job_id, "symbl_conversation_id": job.conversation_id},
+        )
+        raise
+    return deps.store.transition(
+        uuid,
+        State.SUBMITTING,
+        State.SUBMITTED,
+        updates={
+            "symbl_job_id": job.job_id,
+            "symbl_conversation_id": job.conversation_id,
+            "submit_claim": None,
+            "submit_outcome_unknown_at": None,
+            "submitted_at": iso(utcnow()),
+        },
+        count_attempt=TRANSCRIBE_STAGE,
+    )
+
+
+def _outcome_unknown(
+    deps: PumpDeps, claim: str, message: dict[str, Any], recording: Recording, reason: str
+) -> Result:
+    """The submission was sent and nothing says what came of it: Symbl may be running the job.
+
+    Never re-sent now. The claim stays as a lease for as long as such a job may run (its
+    deadline), so our count still covers it; the meeting stays SUBMITTING with the reason, and
+    once the lease ends the reconciler sends it for another submission (an attempt spent).
+    This is the one window in which a meeting can cost two provider jobs.
+    """
+    uuid = recording.meeting_uuid
+    record_metric("SymblSubmitOutcomeUnknown")
+    hold = deps.settings.job_deadline_seconds(recording.merged_seconds)
+    deps.slots.hold(claim, lease_seconds=hold, meeting_uuid=uuid)
+    deps.store.update_fields(
+        uuid,
+        State.SUBMITTING,
+        {
+            "last_error": f"submission outcome unknown: {reason}",
+            "submit_outcome_unknown_at": iso(utcnow()),
+        },
+        count_attempt=STAGE,
+    )
+    _delete(deps, message)
+    logger.warning(
+        "submission outcome unknown; slot held until the job's deadline",
+        error=reason,
+        hold_seconds=round(hold),
+    )
+    return Result(Outcome.DEFERRED, uuid, stop="outcome unknown")
+
+
+def _transient_failure(
+    deps: PumpDeps, claim: str, message: dict[str, Any], recording: Recording, reason: str
+) -> Result:
+    """A submission that provably created no job failed: count it, retry later, give up at
+    `submit_attempts`."""
+    uuid = recording.meeting_uuid
+    attempts = recording.attempts.get(STAGE, 0) + 1
+    deps.slots.release(claim)
+    if attempts >= deps.settings.submit_attempts:
+        deps.store.fail(
+            uuid,
+            State.SUBMITTING,
+            stage=STAGE,
+            reason=f"submission failed {attempts} times; last: {reason}",
+        )
+        _delete(deps, message)
+        return Result(Outcome.FAILED, uuid, stop="transient")
+    _revert(deps, uuid, reason, count=True)
+    delay = min(MAX_DELAY_SECONDS, RETRY_VISIBILITY_SECONDS * 2 ** (attempts - 1))
+    _requeue(deps, message, uuid, delay)
+    logger.warning("Symbl submit failed; will retry", error=reason, attempts=attempts)
+    return Result(Outcome.DEFERRED, uuid, stop="transient")
+
+
 def _drop(deps: PumpDeps, claim: str, message: dict[str, Any], uuid: str | None = None) -> Result:
     _delete(deps, message)
     deps.slots.release(claim)
@@ -245,24 +346,30 @@ def _drop(deps: PumpDeps, claim: str, message: dict[str, Any], uuid: str | None 
 def _settle_if_already_done(deps: PumpDeps, recording: Recording) -> None:
     """Close the window between Symbl's 201 and our record of the job: a terminal callback that
     came in it found no job to settle, so ask once now. A job still running is settled later by
-    its callback (or by the reconciler); one settled meanwhile makes `settle_job` a no-op."""
+    its callback (or by the reconciler); one settled meanwhile makes `settle_job` a no-op. Any
+    failure here (a job Symbl does not know yet, an odd answer, a failed write) is left to the
+    reconciler: the submission itself is done."""
     if not recording.symbl_job_id:
         return
     try:
         status = deps.speech.job_status(recording.symbl_job_id)
         if status.terminal:
             settle_job(recording, status, deps.jobs)
-    except (TransientError, PermanentError) as e:
-        logger.info("job status check after submit failed; the reconciler will ask", error=str(e))
+    except (InsightsError, ClientError, BotoCoreError) as e:
+        logger.info(
+            "job status check after submit failed; the reconciler will ask",
+            error=f"{type(e).__name__}: {e}",
+        )
 
 
-def _revert(deps: PumpDeps, uuid: str, reason: str) -> None:
+def _revert(deps: PumpDeps, uuid: str, reason: str, *, count: bool = False) -> None:
     try:
         deps.store.transition(
             uuid,
             State.SUBMITTING,
             State.MERGED,
             updates={"last_error": reason, "submit_claim": None, "callback_secret_digest": None},
+            count_attempt=STAGE if count else None,
         )
     except StateConflict:
         logger.info("submit revert skipped: meeting moved on")

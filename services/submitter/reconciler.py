@@ -21,16 +21,20 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.core.errors import InsightsError, StateConflict
+from services.core.errors import InsightsError, NotFound, StateConflict
+from services.core.failures import announce_failures, notice_client
 from services.core.intake import MessageSender
 from services.core.observability import logger, record_metric
 from services.core.pump import PumpNudger
 from services.core.queues import MergeRequest, NotifyRequest, StageMessage, SubmitRequest
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import ReconcilerSettings
-from services.core.slots import SlotPool
+from services.core.slots import Lease, SlotPool
 from services.core.symbl import SpeechAnalytics
-from services.core.transcription_jobs import JobDeps, settle_job
+from services.core.transcription_jobs import STAGE as TRANSCRIBE_STAGE
+from services.core.transcription_jobs import JobDeps, fail_attempt, settle_job
+
+SUBMIT_STAGE = "submit"
 
 
 @dataclass
@@ -40,6 +44,7 @@ class ReconcilerDeps:
     merge_queue: MessageSender
     ecs_client: Callable[[], Any]
     clock: Callable[[], float] = field(default=time.time)
+    sns: Any = field(default_factory=notice_client)  # failure notices to the operators
 
     @property
     def store(self) -> RecordingStore:
@@ -76,6 +81,21 @@ class ReconcileReport:
         logger.info("reconciler repair", repair=what, subject=subject)
 
 
+def _item_failed(report: ReconcileReport, what: str, subject: str, error: Exception) -> None:
+    """One item's repair failed: count it, say which, and go on with the others."""
+    report.errors.append(f"{what} {subject}: {type(error).__name__}: {error}")
+    record_metric("ReconcilerItemErrors")
+    logger.error(
+        "reconciler could not repair an item",
+        repair=what,
+        subject=subject,
+        error=f"{type(error).__name__}: {error}",
+    )
+
+
+ITEM_ERRORS = (InsightsError, ClientError, BotoCoreError, ValueError)
+
+
 def reconcile_slots(deps: ReconcilerDeps, report: ReconcileReport) -> None:
     now = deps.clock()
     view = deps.slots.view()
@@ -84,45 +104,87 @@ def reconcile_slots(deps: ReconcilerDeps, report: ReconcileReport) -> None:
     for lease in view.leases:
         if lease.deadline > now:
             continue
-        if lease.is_claim:
-            deps.slots.release(lease.holder)
-            report.add("stale claim released", lease.holder)
-            continue
-        job_id = lease.job_id
-        if job_id is None:
-            deps.slots.release(lease.holder)
-            report.add("unknown lease released", lease.holder)
-            continue
-        # The lease names its meeting: read that by key (strongly consistent), not the index.
-        recording = (
-            deps.store.get(lease.meeting_uuid)
-            if lease.meeting_uuid
-            else deps.store.find_by_symbl_job(job_id)
+        try:
+            _expired_lease(deps, lease, report)
+        except ITEM_ERRORS as e:
+            _item_failed(report, "expired lease", lease.meeting_uuid or lease.holder, e)
+
+
+def _expired_lease(deps: ReconcilerDeps, lease: Lease, report: ReconcileReport) -> None:
+    """A lease past its deadline: a claim is freed (its meeting, if any, is requeued by the
+    SUBMITTING repair); a job is asked about once more, then settled or spends an attempt."""
+    if lease.is_claim or lease.job_id is None:
+        deps.slots.release(lease.holder)
+        report.add(
+            "stale claim released" if lease.is_claim else "unknown lease released", lease.holder
         )
-        if recording is None or recording.symbl_job_id != job_id:
-            deps.slots.release(lease.holder)
-            report.add("orphan job lease released", job_id)
-            continue
+        return
+    job_id = lease.job_id
+    # The lease names its meeting: read that by key (strongly consistent), not the index.
+    recording = (
+        deps.store.get(lease.meeting_uuid)
+        if lease.meeting_uuid
+        else deps.store.find_by_symbl_job(job_id)
+    )
+    if recording is not None and recording.state == State.SUBMITTING:
+        recording = _adopt(deps, recording, job_id, lease.conversation_id, report)
+    if recording is None or recording.symbl_job_id != job_id:
+        deps.slots.release(lease.holder)
+        report.add("orphan job lease released", job_id)
+        return
+    _check_job(deps, recording, report, past_deadline=True)
+
+
+def _check_job(
+    deps: ReconcilerDeps, recording: Recording, report: ReconcileReport, *, past_deadline: bool
+) -> None:
+    """Ask the provider about a SUBMITTED meeting's job and act on the answer: settle a job that
+    ended; a job the provider no longer knows, or one still running past its deadline, spends
+    an attempt (resubmitted while attempts remain, else FAILED) and frees its slot."""
+    job_id = recording.symbl_job_id or ""
+    try:
         status = deps.speech.job_status(job_id)
-        if status.terminal:
-            outcome = settle_job(recording, status, deps.jobs)
-            report.add(f"lost callback: {outcome}", recording.meeting_uuid)
-        else:
-            deps.slots.extend(lease, lease_seconds=deps.settings.job_lease_seconds)
+    except NotFound:
+        outcome = fail_attempt(recording, f"Symbl no longer knows job {job_id}", deps.jobs)
+        report.add(f"unknown job: {outcome}", recording.meeting_uuid)
+        return
+    if status.terminal:
+        outcome = settle_job(recording, status, deps.jobs)
+        report.add(f"job settled by polling: {outcome}", recording.meeting_uuid)
+        return
+    if past_deadline:
+        limit = deps.settings.job_deadline_seconds(recording.merged_seconds)
+        record_metric("SymblJobsTimedOut")
+        outcome = fail_attempt(
+            recording,
+            f"Symbl job {job_id} still {status.value} past its deadline ({limit:.0f} s)",
+            deps.jobs,
+        )
+        report.add(f"job past its deadline: {outcome}", recording.meeting_uuid)
+
+
+def _seconds_since(stamp: str | None, now: float) -> float:
+    if not stamp:
+        return 0.0
+    return now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def reconcile_submitted(deps: ReconcilerDeps, report: ReconcileReport) -> None:
-    """Ask about every job submitted a while ago (callbacks can be lost)."""
-    cutoff = datetime.fromtimestamp(deps.clock(), UTC) - timedelta(
+    """Ask about every job submitted a while ago (callbacks can be lost); a job past its
+    deadline ends its attempt even when its slot lease is gone."""
+    now = deps.clock()
+    cutoff = datetime.fromtimestamp(now, UTC) - timedelta(
         seconds=deps.settings.submitted_check_seconds
     )
     for recording in deps.store.list_by_state(State.SUBMITTED, older_than=cutoff):
         if not recording.symbl_job_id:
             continue
-        status = deps.speech.job_status(recording.symbl_job_id)
-        if status.terminal:
-            outcome = settle_job(recording, status, deps.jobs)
-            report.add(f"job settled by polling: {outcome}", recording.meeting_uuid)
+        age = _seconds_since(recording.submitted_at or recording.state_since, now)
+        past = age > deps.settings.job_deadline_seconds(recording.merged_seconds)
+        try:
+            _check_job(deps, recording, report, past_deadline=past)
+        except ITEM_ERRORS as e:
+            _item_failed(report, "job check", recording.meeting_uuid, e)
 
 
 def _stuck(deps: ReconcilerDeps, state: State, seconds: int) -> list[Recording]:
@@ -145,6 +207,14 @@ def _task_running(deps: ReconcilerDeps, task_arn: str) -> bool:
     return bool(tasks) and tasks[0].get("lastStatus") not in ("STOPPED", "DEPROVISIONING")
 
 
+def resend_due(recording: Recording, stuck_seconds: int, now: float) -> bool:
+    """Whether the next re-send of a stuck meeting's request is due: the first after
+    `stuck_seconds` in the state, each later one after twice the previous wait."""
+    sent = recording.resends if recording.resends_for == recording.state_since else 0
+    due_after: float = stuck_seconds * (2 ** (sent + 1) - 1)
+    return _seconds_since(recording.state_since, now) >= due_after
+
+
 def _resend(
     deps: ReconcilerDeps,
     recording: Recording,
@@ -152,14 +222,60 @@ def _resend(
     queue: MessageSender,
     message: StageMessage,
     report: ReconcileReport,
+    stuck_seconds: int,
+    *,
+    may_fail: bool = True,
 ) -> None:
-    """Send a stage's request again and note it on the item (if it is still where it was)."""
-    queue.send(message)
+    """Send a stuck stage's request again, with back-off, at most `stage_attempts` times; then
+    the meeting ends FAILED with the reason (`may_fail=False`: only reported, for a state in
+    which failing could cause a second email)."""
+    now = deps.clock()
+    if not resend_due(recording, stuck_seconds, now):
+        return
+    uuid = recording.meeting_uuid
+    sent = recording.resends if recording.resends_for == recording.state_since else 0
+    # Only while the meeting is still in the same stay in that state.
+    same_stay = {"state_since": recording.state_since}
+    if sent >= deps.settings.stage_attempts:
+        if not may_fail:
+            record_metric("StuckMeetingsGivenUp")
+            logger.error("meeting stuck after every re-send", meeting_uuid=uuid, resends=sent)
+            return
+        try:
+            deps.store.fail(
+                uuid,
+                recording.state,
+                stage=STUCK_STAGES.get(recording.state, recording.state.value.lower()),
+                reason=(
+                    f"stuck in {recording.state.value} for "
+                    f"{_seconds_since(recording.state_since, now):.0f} s; {what} {sent} times "
+                    "without effect"
+                ),
+                only_if=same_stay,
+            )
+        except StateConflict:
+            return
+        report.add(f"given up after {sent} re-sends", uuid)
+        return
     try:
-        deps.store.update_fields(recording.meeting_uuid, recording.state, {"last_error": what})
+        deps.store.update_fields(
+            uuid,
+            recording.state,
+            {"last_error": what, "resends": sent + 1, "resends_for": recording.state_since},
+            only_if=same_stay,
+        )
     except StateConflict:
-        return  # it moved on meanwhile: the duplicate request will be ignored
-    report.add(what, recording.meeting_uuid)
+        return  # it moved on meanwhile
+    queue.send(message)
+    report.add(what, uuid)
+
+
+# The stage a meeting stuck in a state is waiting for (the FAILED item's `failed_stage`).
+STUCK_STAGES = {
+    State.RECEIVED: "merge",
+    State.MERGED: "submit",
+    State.TRANSCRIBED: "notify",
+}
 
 
 def _claim_alive(deps: ReconcilerDeps, claim: str | None) -> bool:
@@ -169,89 +285,176 @@ def _claim_alive(deps: ReconcilerDeps, claim: str | None) -> bool:
     return any(lease.holder == claim and lease.deadline > now for lease in deps.slots.view().leases)
 
 
-def reconcile_stuck(deps: ReconcilerDeps, report: ReconcileReport) -> None:
-    s = deps.settings
-    for recording in _stuck(deps, State.RECEIVED, s.received_stuck_seconds):
-        uuid = recording.meeting_uuid
-        _resend(
-            deps,
-            recording,
-            "merge request re-sent",
-            deps.merge_queue,
-            MergeRequest(meeting_uuid=uuid),
-            report,
+def _adopt(
+    deps: ReconcilerDeps,
+    recording: Recording,
+    job_id: str,
+    conversation_id: str | None,
+    report: ReconcileReport,
+) -> Recording | None:
+    """A SUBMITTING meeting whose job was accepted (on record in its slot lease or on the item)
+    but whose SUBMITTED write never happened: record the job instead of submitting again."""
+    try:
+        adopted = deps.store.transition(
+            recording.meeting_uuid,
+            State.SUBMITTING,
+            State.SUBMITTED,
+            updates={
+                "symbl_job_id": job_id,
+                "symbl_conversation_id": conversation_id or recording.symbl_conversation_id,
+                "submit_claim": None,
+                "submit_outcome_unknown_at": None,
+                "submitted_at": recording.updated_at or recording.state_since,
+                "last_error": "accepted job adopted after an interrupted submission",
+            },
+            count_attempt=TRANSCRIBE_STAGE,
         )
+    except StateConflict:
+        return deps.store.get(recording.meeting_uuid)
+    if recording.submit_claim:
+        deps.slots.release(recording.submit_claim)
+    report.add("accepted job adopted", recording.meeting_uuid)
+    return adopted
 
-    for recording in _stuck(deps, State.MERGING, s.merge_stuck_seconds):
-        uuid = recording.meeting_uuid
-        if recording.merge_task_arn and _task_running(deps, recording.merge_task_arn):
-            continue
-        attempts = recording.attempts.get("merge", 0)
-        try:
-            if attempts >= s.stage_attempts:
-                deps.store.fail(
-                    uuid,
-                    State.MERGING,
-                    stage="merge",
-                    reason=f"merge did not finish after {attempts} attempts",
-                )
-                report.add("merge given up", uuid)
-                continue
-            deps.store.transition(
-                uuid,
-                State.MERGING,
-                State.RECEIVED,
-                updates={"merge_task_arn": None, "last_error": "merge stalled; restarted"},
-            )
-        except StateConflict:
-            continue
-        deps.merge_queue.send(MergeRequest(meeting_uuid=uuid))
-        report.add("stalled merge restarted", uuid)
 
-    for recording in _stuck(deps, State.SUBMITTING, s.submitting_stuck_seconds):
-        uuid = recording.meeting_uuid
-        if _claim_alive(deps, recording.submit_claim):
-            continue  # a pump is still on it
-        try:
-            deps.store.transition(
-                uuid,
-                State.SUBMITTING,
-                State.MERGED,
-                updates={
-                    "submit_claim": None,
-                    "callback_secret_digest": None,
-                    "last_error": "submission interrupted; requeued",
-                },
-            )
-        except StateConflict:
-            continue
+def _stuck_submitting(deps: ReconcilerDeps, recording: Recording, report: ReconcileReport) -> None:
+    uuid = recording.meeting_uuid
+    if _claim_alive(deps, recording.submit_claim):
+        return  # a pump is still on it, or a job whose submission's outcome is unknown may run
+    lease = deps.slots.job_of(uuid)
+    if lease is not None and lease.job_id:
+        _adopt(deps, recording, lease.job_id, lease.conversation_id, report)
+        return
+    if recording.symbl_job_id:
+        _adopt(deps, recording, recording.symbl_job_id, recording.symbl_conversation_id, report)
+        return
+    attempts = recording.attempts.get(SUBMIT_STAGE, 0)
+    if attempts >= deps.settings.submit_attempts:
+        deps.store.fail(
+            uuid,
+            State.SUBMITTING,
+            stage=SUBMIT_STAGE,
+            reason=(
+                f"submission did not succeed in {attempts} attempts; last: {recording.last_error}"
+            ),
+        )
         if recording.submit_claim:
             deps.slots.release(recording.submit_claim)
-        deps.submit_queue.send(SubmitRequest(meeting_uuid=uuid))
-        report.add("interrupted submission requeued", uuid)
-
-    for recording in _stuck(deps, State.MERGED, s.merged_stuck_seconds):
-        uuid = recording.meeting_uuid
-        _resend(
-            deps,
-            recording,
-            "submit request re-sent",
-            deps.submit_queue,
-            SubmitRequest(meeting_uuid=uuid),
-            report,
+        report.add("submission given up", uuid)
+        return
+    try:
+        deps.store.transition(
+            uuid,
+            State.SUBMITTING,
+            State.MERGED,
+            updates={
+                "submit_claim": None,
+                "callback_secret_digest": None,
+                "submit_outcome_unknown_at": None,
+                "last_error": (
+                    "submission outcome unknown; submitted again"
+                    if recording.submit_outcome_unknown_at
+                    else "submission interrupted; requeued"
+                ),
+            },
         )
+    except StateConflict:
+        return
+    if recording.submit_claim:
+        deps.slots.release(recording.submit_claim)
+    deps.submit_queue.send(SubmitRequest(meeting_uuid=uuid))
+    report.add("interrupted submission requeued", uuid)
 
-    for state in (State.TRANSCRIBED, State.NOTIFYING):
-        for recording in _stuck(deps, state, s.transcribed_stuck_seconds):
-            uuid = recording.meeting_uuid
-            _resend(
+
+def _stuck_merging(deps: ReconcilerDeps, recording: Recording, report: ReconcileReport) -> None:
+    uuid = recording.meeting_uuid
+    now = deps.clock()
+    if (recording.merge_lease_deadline or 0) > now or (recording.processing_wait_until or 0) > now:
+        return  # a merge holds a live lease, or waits on purpose for a file Zoom is processing
+    if recording.merge_task_arn and _task_running(deps, recording.merge_task_arn):
+        return
+    attempts = recording.attempts.get("merge", 0)
+    if attempts >= deps.settings.stage_attempts:
+        deps.store.fail(
+            uuid,
+            State.MERGING,
+            stage="merge",
+            reason=f"merge did not finish after {attempts} attempts",
+        )
+        report.add("merge given up", uuid)
+        return
+    deps.store.transition(
+        uuid,
+        State.MERGING,
+        State.RECEIVED,
+        updates={"merge_task_arn": None, "last_error": "merge stalled; restarted"},
+    )
+    deps.merge_queue.send(MergeRequest(meeting_uuid=uuid))
+    report.add("stalled merge restarted", uuid)
+
+
+def reconcile_stuck(deps: ReconcilerDeps, report: ReconcileReport) -> None:
+    """Meetings past their state's deadline, each on its own: one that cannot be repaired is
+    reported and the others still are."""
+    s = deps.settings
+
+    def each(state: State, seconds: int, repair: Callable[[Recording], None]) -> None:
+        for recording in _stuck(deps, state, seconds):
+            try:
+                repair(recording)
+            except StateConflict:
+                continue  # it moved on meanwhile
+            except ITEM_ERRORS as e:
+                _item_failed(report, f"stuck in {state.value}", recording.meeting_uuid, e)
+
+    each(
+        State.RECEIVED,
+        s.received_stuck_seconds,
+        lambda r: _resend(
+            deps,
+            r,
+            "merge request re-sent",
+            deps.merge_queue,
+            MergeRequest(meeting_uuid=r.meeting_uuid),
+            report,
+            s.received_stuck_seconds,
+        ),
+    )
+    each(State.MERGING, s.merge_stuck_seconds, lambda r: _stuck_merging(deps, r, report))
+    each(State.SUBMITTING, s.submitting_stuck_seconds, lambda r: _stuck_submitting(deps, r, report))
+    view = deps.slots.view()
+    # Every slot busy (or Symbl asked us to wait): MERGED meetings are queued, not stuck.
+    if view.in_use < view.limit and view.backoff_until <= deps.clock():
+        each(
+            State.MERGED,
+            s.merged_stuck_seconds,
+            lambda r: _resend(
                 deps,
-                recording,
+                r,
+                "submit request re-sent",
+                deps.submit_queue,
+                SubmitRequest(meeting_uuid=r.meeting_uuid),
+                report,
+                s.merged_stuck_seconds,
+            ),
+        )
+    for state in (State.TRANSCRIBED, State.NOTIFYING):
+        each(
+            state,
+            s.transcribed_stuck_seconds,
+            lambda r: _resend(
+                deps,
+                r,
                 "notify request re-sent",
                 deps.notify_queue,
-                NotifyRequest(meeting_uuid=uuid),
+                NotifyRequest(meeting_uuid=r.meeting_uuid),
                 report,
-            )
+                s.transcribed_stuck_seconds,
+                # NOTIFYING may have sent the email: never FAILED (an operator retry would send
+                # a second); the notifier settles it as sent-in-doubt on the next request.
+                may_fail=r.state != State.NOTIFYING,
+            ),
+        )
 
 
 def reconcile(deps: ReconcilerDeps) -> ReconcileReport:
@@ -263,6 +466,9 @@ def reconcile(deps: ReconcilerDeps) -> ReconcileReport:
         except (InsightsError, ClientError, BotoCoreError) as e:
             report.errors.append(f"{step.__name__}: {type(e).__name__}: {e}")
             logger.error("reconciler step failed", step=step.__name__, error=str(e))
+    # Every FAILED meeting, whichever stage failed it, announced once to the operators.
+    notices = announce_failures(deps.store, deps.sns, deps.settings.operator_topic_arn)
+    report.errors.extend(notices.errors)
     if report.repairs:
         record_metric("ReconcilerRepairs", len(report.repairs))
     deps.pump.nudge("schedule")

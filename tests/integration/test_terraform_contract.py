@@ -583,3 +583,32 @@ def test_ses_configuration_set_and_alerts_topic_follow_stack_names() -> None:
         if sandbox_name is None:
             continue
         assert ROOT_SCOPE.evaluate(declared[(rtype, name)][attribute]) == sandbox_name
+
+
+def test_the_pump_s_last_submission_ends_inside_its_lambda_timeout() -> None:
+    """A pump starts no submission after PUMP_MAX_SECONDS; the last one (token, submission,
+    status check, each with the client's retry budget and timeouts) must still end before
+    Lambda stops the function, or a job Symbl accepted could go unrecorded."""
+    environment = unit_environment("pump")
+    values = {
+        key.lower(): ROOT_SCOPE.evaluate(value)
+        for key, value in environment.items()
+        if not isinstance(value, str) or "${" not in value or "local." in value
+    }
+    known = settings_module.SubmitterSettings.model_fields
+    settings = settings_module.SubmitterSettings.model_validate(
+        {
+            **{
+                name: "placeholder-value"
+                for name, field in known.items()
+                if field.is_required() and name not in values
+            },
+            **{k: v for k, v in values.items() if k in known and not str(v).startswith("${")},
+        }
+    )
+    timeout = ROOT_SCOPE.evaluate(ROOT_SCOPE.lookup("local.function_timeouts"))["pump"]
+    assert settings.pump_max_seconds == 60
+    assert settings.pump_worst_case_seconds <= timeout, (
+        f"PUMP_MAX_SECONDS {settings.pump_max_seconds} + worst-case submission "
+        f"{settings.symbl_worst_case_seconds(2)} s > the pump's {timeout} s timeout"
+    )
