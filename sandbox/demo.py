@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--faults",
         action="store_true",
-        help="inject faults: Zoom 5xx and cut downloads, duplicate webhooks, "
-        "Symbl 429s, dropped and duplicated Symbl callbacks",
+        help="inject faults: Zoom 5xx and cut downloads, duplicate webhooks, Symbl 429s, "
+        "dropped and duplicated Symbl callbacks, a failed job and a lost submit answer (that "
+        "meeting waits out its job deadline, about two minutes, before it is submitted again)",
     )
     parser.add_argument(
         "--keep-running", action="store_true", help="keep the stack up afterwards (Ctrl-C stops it)"
@@ -88,6 +89,8 @@ def inject_faults(stack: LocalStack, meetings: list[SyntheticMeeting]) -> None:
     stack.symbl.http_429(count=2)
     stack.symbl.drop_webhooks(count=2)
     stack.symbl.duplicate_webhooks(count=3)
+    stack.symbl.fail_jobs(count=1)
+    stack.symbl.lose_submit_answers(count=1, status=504)
 
 
 def follow(stack: LocalStack, uuids: dict[str, str], timeout: float) -> dict[str, State]:

@@ -28,8 +28,8 @@ data "aws_iam_policy_document" "webhook_recordings_table" {
 data "aws_iam_policy_document" "webhook_symbl_slots" {
   statement {
     sid = "ReleaseSlotOnCallback"
-    # Releasing only: PutItem because the slot pool creates its item if absent (conditional put).
-    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # Releasing only. The pool creates (or repairs) its item with UpdateItem's if_not_exists.
+    actions   = ["dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.slots.arn]
   }
 }
@@ -98,6 +98,13 @@ data "aws_iam_policy_document" "merger_media_audio" {
     resources = [local.media_object_arn.raw, local.media_object_arn.merged]
   }
 
+  # A merge run that lost its lease to a newer run deletes the file it wrote (its own key).
+  statement {
+    sid       = "DeleteOwnStaleMergedAudio"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.media_object_arn.merged]
+  }
+
   # So that a HEAD on a participant file not downloaded yet answers 404 (absent), not 403.
   statement {
     sid       = "ListParticipantAudio"
@@ -112,11 +119,13 @@ data "aws_iam_policy_document" "merger_media_audio" {
   }
 }
 
+# The submit request of a merged meeting; and the merger's own delayed re-check while Zoom
+# still processes a participant file (a fresh message, so waiting spends no receive).
 data "aws_iam_policy_document" "merger_enqueue_submit" {
   statement {
-    sid       = "EnqueueSubmit"
+    sid       = "EnqueueSubmitAndRecheck"
     actions   = ["sqs:SendMessage"]
-    resources = [module.submit_queue.arn]
+    resources = [module.submit_queue.arn, module.merge_queue.arn]
   }
 }
 
@@ -167,11 +176,12 @@ data "aws_iam_policy_document" "merger_nudge_pump" {
 # ---------------------------------------------------------------------------------------------
 
 # The pump receives from the submit queue itself (no event source mapping, so no
-# GetQueueAttributes); ChangeMessageVisibility defers a message it cannot act on yet.
+# GetQueueAttributes). A request it cannot act on yet goes back as a delayed copy (SendMessage,
+# below), so waiting never spends a receive.
 data "aws_iam_policy_document" "pump_dequeue_submit" {
   statement {
     sid       = "ReceiveAndDeleteSubmissions"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
     resources = [module.submit_queue.arn]
   }
 }
@@ -187,7 +197,7 @@ data "aws_iam_policy_document" "pump_recordings_table" {
 data "aws_iam_policy_document" "pump_symbl_slots" {
   statement {
     sid       = "AcquireAndReleaseSlots"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.slots.arn]
   }
 }
@@ -209,7 +219,8 @@ data "aws_iam_policy_document" "pump_read_secrets" {
 }
 
 # A job that ended before the pump recorded it (its callback found nothing) is settled by the
-# pump as the callback would have: notify, or submit again after a failed job.
+# pump as the callback would have: notify, or submit again after a failed job. A request that
+# must wait (a 429, an unfinished merge, a failed attempt) goes back as a delayed copy.
 data "aws_iam_policy_document" "pump_enqueue_stages" {
   statement {
     sid       = "EnqueueNotifyAndResubmit"
@@ -243,7 +254,7 @@ data "aws_iam_policy_document" "reconciler_recordings_table" {
 data "aws_iam_policy_document" "reconciler_symbl_slots" {
   statement {
     sid       = "ClearExpiredLeases"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.slots.arn]
   }
 }

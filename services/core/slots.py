@@ -66,6 +66,7 @@ class SlotsView:
     limit: int
     leases: tuple[Lease, ...]
     backoff_until: float
+    backoff_seconds: float = 0.0  # the current episode's length; the next doubles it
 
     @property
     def in_use(self) -> int:
@@ -203,7 +204,14 @@ class SlotPool:
             },
         )
 
-    def hold(self, holder: str, *, lease_seconds: float, meeting_uuid: str | None) -> bool:
+    def hold(
+        self,
+        holder: str,
+        *,
+        lease_seconds: float,
+        meeting_uuid: str | None,
+        conversation_id: str | None = None,
+    ) -> bool:
         """Set a lease's deadline to `lease_seconds` from now (e.g. keep a claim whose
         submission's outcome is unknown); False when the holder no longer holds a slot."""
         now = self._clock()
@@ -215,7 +223,7 @@ class SlotPool:
                 ConditionExpression="attribute_exists(holders.#h)",
                 ExpressionAttributeNames={"#h": holder},
                 ExpressionAttributeValues={
-                    ":lease": _lease_value(now + lease_seconds, meeting_uuid)
+                    ":lease": _lease_value(now + lease_seconds, meeting_uuid, conversation_id)
                 },
             )
         except ClientError as e:
@@ -263,25 +271,12 @@ class SlotPool:
 
     def extend(self, lease: Lease, *, lease_seconds: float) -> bool:
         """Push a lease's deadline out; False when its holder no longer holds a slot."""
-        now = self._clock()
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": self.key}},
-                UpdateExpression="SET holders.#h = :lease",
-                ConditionExpression="attribute_exists(holders.#h)",
-                ExpressionAttributeNames={"#h": lease.holder},
-                ExpressionAttributeValues={
-                    ":lease": _lease_value(
-                        now + lease_seconds, lease.meeting_uuid, lease.conversation_id
-                    )
-                },
-            )
-        except ClientError as e:
-            if aws.error_code(e) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.hold(
+            lease.holder,
+            lease_seconds=lease_seconds,
+            meeting_uuid=lease.meeting_uuid,
+            conversation_id=lease.conversation_id,
+        )
 
     def back_off(self) -> float:
         """After an unpredicted 429: nobody acquires for a while (doubling, capped). Seconds
@@ -336,6 +331,7 @@ class SlotPool:
             limit=self.limit,
             leases=tuple(sorted(leases, key=lambda lease: lease.deadline)),
             backoff_until=_number(item, "backoff_until"),
+            backoff_seconds=_number(item, "backoff_seconds"),
         )
 
 

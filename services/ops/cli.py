@@ -196,9 +196,12 @@ def slots_report(view: SlotsView, now: float) -> list[str]:
     )
     if view.backoff_until > now:
         until = datetime.fromtimestamp(view.backoff_until, UTC).isoformat(timespec="seconds")
-        lines.append(f"backing off until {until} ({view.backoff_until - now:.0f}s left)")
+        lines.append(
+            f"backing off until {until} ({view.backoff_until - now:.0f}s left, "
+            f"episode of {view.backoff_seconds:.0f}s)"
+        )
     else:
-        lines.append("not backing off")
+        lines.append(f"not backing off (last episode {view.backoff_seconds:.0f}s)")
     return lines
 
 

@@ -171,7 +171,7 @@ def test_slots_lists_holders_limit_in_use_and_back_off(
     assert "claimed/a==" in rows[claim] and " claim " in rows[claim]
     assert "job/b==" in rows["job:job-7"] and re.search(r"\b(359\d|3600)s$", rows["job:job-7"])
     assert "limit 3, in use 2, free 1" in out
-    assert re.search(r"backing off until \S+ \([1-5]s left\)", out)
+    assert re.search(r"backing off until \S+ \([1-5]s left, episode of 5s\)", out)
 
 
 def failed_meeting_env(store: RecordingStore, uuid: str, *path: State, **fields: Any) -> None:
