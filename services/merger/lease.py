@@ -44,18 +44,15 @@ def take_lease(
     the takeover of an expired lease); None when another run holds it or won the race."""
     uuid_ = recording.meeting_uuid
     deadline = int(now + seconds)
+    # A new lease, whether it starts the merge or takes over an expired one.
+    fresh = {HOLDER: new_holder(), DEADLINE: deadline, "merge_mode": mode, "merge_task_arn": None}
     if recording.state == State.RECEIVED:
         try:
             return store.transition(
                 uuid_,
                 State.RECEIVED,
                 State.MERGING,
-                updates={
-                    HOLDER: new_holder(),
-                    DEADLINE: deadline,
-                    "merge_mode": mode,
-                    "merge_task_arn": None,
-                },
+                updates=fresh,
                 count_attempt=STAGE,
             )
         except StateConflict as e:
@@ -78,12 +75,7 @@ def take_lease(
             uuid_,
             State.MERGING,
             State.MERGING,
-            updates={
-                HOLDER: new_holder(),
-                DEADLINE: deadline,
-                "merge_mode": mode,
-                "merge_task_arn": None,
-            },
+            updates=fresh,
             count_attempt=STAGE,
             only_if={HOLDER: held_by} if held_by else None,
             only_if_below={DEADLINE: now},

@@ -207,10 +207,16 @@ def _task_running(deps: ReconcilerDeps, task_arn: str) -> bool:
     return bool(tasks) and tasks[0].get("lastStatus") not in ("STOPPED", "DEPROVISIONING")
 
 
+def resends_this_stay(recording: Recording) -> int:
+    """Requests re-sent since the meeting entered its current state (earlier stays' count
+    nothing)."""
+    return recording.resends if recording.resends_for == recording.state_since else 0
+
+
 def resend_due(recording: Recording, stuck_seconds: int, now: float) -> bool:
     """Whether the next re-send of a stuck meeting's request is due: the first after
     `stuck_seconds` in the state, each later one after twice the previous wait."""
-    sent = recording.resends if recording.resends_for == recording.state_since else 0
+    sent = resends_this_stay(recording)
     due_after: float = stuck_seconds * (2 ** (sent + 1) - 1)
     return _seconds_since(recording.state_since, now) >= due_after
 
@@ -233,7 +239,7 @@ def _resend(
     if not resend_due(recording, stuck_seconds, now):
         return
     uuid = recording.meeting_uuid
-    sent = recording.resends if recording.resends_for == recording.state_since else 0
+    sent = resends_this_stay(recording)
     # Only while the meeting is still in the same stay in that state.
     same_stay = {"state_since": recording.state_since}
     if sent >= deps.settings.stage_attempts:
