@@ -2,8 +2,8 @@
 
 It plays S2S OAuth, the download flow (Bearer-only `download_url` -> 302 -> pre-signed `/cdn/` URL
 with Range support), the recordings, past-participants and user-recordings REST endpoints with
-Zoom's double-encoded UUID rule, and the failure modes our client must survive (§5.3, §7). Every
-request is logged so tests can assert what a client actually sent.
+Zoom's double-encoded UUID rule and one-month listing range, and the failure modes our client must
+survive (§5.3, §7). Every request is logged so tests can assert what a client actually sent.
 
     state = FakeZoomState()
     state.add_meeting(meeting)
@@ -16,6 +16,7 @@ request is logged so tests can assert what a client actually sent.
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import hmac
 import json
@@ -28,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, get_args
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 from flask import Flask, Response, request
@@ -401,6 +402,17 @@ class FakeZoomState:
             if status is None or record.status == status
         )
 
+    def listed_ranges(self) -> list[tuple[str, str, str]]:
+        """(user, from, to) of every user-recordings request, as the client asked (before the
+        one-month limit applied); paging requests included."""
+        ranges = []
+        for record in self.requests("user_recordings"):
+            parts = urlsplit(record.path)
+            user = unquote(parts.path.removeprefix("/v2/users/").removesuffix("/recordings"))
+            query = parse_qs(parts.query)
+            ranges.append((user, query.get("from", [""])[0], query.get("to", [""])[0]))
+        return ranges
+
     def clear_log(self) -> None:
         with self._lock:
             self._log.clear()
@@ -683,6 +695,10 @@ def create_app(state: FakeZoomState) -> Flask:
         except ValueError:
             response = _json_error(400, 300, "Invalid date format, expected yyyy-mm-dd.")
             return _log(state, "user_recordings", response, auth="s2s")
+        # Zoom lists at most one month per request: asked for more, it answers 200 for the last
+        # month only and says so in `from` (zoom/api#36), so a client that does not walk month
+        # by month silently misses meetings.
+        since = max(since, one_month_before(until))
         matching = sorted(
             (hosted for hosted in mine if since <= hosted.meeting.start_time.date() <= until),
             key=lambda hosted: hosted.meeting.start_time,
@@ -711,6 +727,18 @@ def create_app(state: FakeZoomState) -> Flask:
 def serve(state: FakeZoomState) -> LoopbackServer:
     """An unstarted loopback server for `state`; use it as a context manager (or .start())."""
     return LoopbackServer(create_app(state))
+
+
+def one_month_before(day: date) -> date:
+    """The same day of the previous month (its last day when that month is shorter)."""
+    year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def loopback_origin(url: str) -> str:
+    """`host:port` of the fake's URL: what ZOOM_DOWNLOAD_LOOPBACK_ORIGINS must name for the
+    merger to download from it over plain http."""
+    return urlsplit(url).netloc
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from sandbox.aws_resources import ProvisionedStack, StackNames, provision
 from sandbox.credentials import SandboxCredentials
 from sandbox.fake_symbl import FakeSymblState
 from sandbox.fake_symbl import serve as serve_symbl
-from sandbox.fake_zoom import FakeZoomState
+from sandbox.fake_zoom import FakeZoomState, loopback_origin
 from sandbox.http_server import LoopbackServer
 from sandbox.local_aws import LocalAws, sent_emails
 from sandbox.registry import MeetingRegistry
@@ -252,6 +252,8 @@ class LocalStack:
             **self.stack.service_environment(),
             "ZOOM_API_BASE_URL": f"{self.zoom_server.url}/v2",
             "ZOOM_OAUTH_URL": f"{self.zoom_server.url}/oauth/token",
+            # The fake Zoom serves downloads over plain http on loopback: allow exactly it.
+            "ZOOM_DOWNLOAD_LOOPBACK_ORIGINS": loopback_origin(self.zoom_server.url),
             "SYMBL_API_BASE_URL": self.symbl_server.url,
             "SYMBL_CONCURRENCY_LIMIT": str(o.symbl_limit),
             "CALLBACK_BASE_URL": api_url,

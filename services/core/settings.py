@@ -6,14 +6,22 @@ A missing or malformed variable fails at start with a message that names it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.errors import ConfigurationError
+
+# Where Zoom serves recording files: its commercial, new and government domains (webhook URLs
+# look like https://<zone>web.zoom.us/rec/webhook_download/...; the CDN is undocumented).
+ZOOM_DOWNLOAD_DOMAINS = "zoom.us,zoom.com,zoomgov.com"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+# A DNS name in its ASCII form: letters, digits and hyphens in dot-separated labels.
+_DNS_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
 
 
 class CoreSettings(BaseSettings):
@@ -126,6 +134,43 @@ class MergerSettings(CoreSettings, ZoomApiSettings):
     # most `processing_wait_seconds`; then the merge goes on without it.
     processing_wait_seconds: int = Field(default=1800, ge=0)
     processing_check_seconds: int = Field(default=120, ge=1, le=900)
+    # Zoom's tokens go only to these domains and their subdomains, over https: a download URL
+    # (from the webhook or the recordings API) elsewhere is refused before any request.
+    zoom_download_domains: str = ZOOM_DOWNLOAD_DOMAINS
+    # Plain-http `host:port` origins allowed besides, loopback hosts only: the local stack's
+    # fake Zoom. Empty in production.
+    zoom_download_loopback_origins: str = ""
+
+    @field_validator("zoom_download_domains")
+    @classmethod
+    def _domains_are_dns_names(cls, value: str) -> str:
+        domains = _comma_list(value.lower())
+        if not domains:
+            raise ValueError("name at least one domain")
+        for domain in domains:
+            if not _DNS_NAME.fullmatch(domain) or "." not in domain:
+                raise ValueError(f"{domain!r} is not a domain like zoom.us")
+        return ",".join(domains)
+
+    @field_validator("zoom_download_loopback_origins")
+    @classmethod
+    def _origins_are_loopback(cls, value: str) -> str:
+        origins = _comma_list(value.lower())
+        for origin in origins:
+            host, _, port = origin.rpartition(":")
+            if host not in LOOPBACK_HOSTS or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"{origin!r} is not a loopback host:port ({', '.join(LOOPBACK_HOSTS)})"
+                )
+        return ",".join(origins)
+
+    @property
+    def zoom_download_domain_list(self) -> tuple[str, ...]:
+        return _comma_list(self.zoom_download_domains)
+
+    @property
+    def zoom_download_loopback_origin_list(self) -> tuple[str, ...]:
+        return _comma_list(self.zoom_download_loopback_origins)
 
     def merge_lease_seconds(self, meeting_seconds: float, *, task: bool) -> int:
         """How long a merge run of a meeting this long holds it before another may take over."""

@@ -10,13 +10,15 @@ download can come back as HTTP 200 with an HTML page or a tiny JSON body; UUIDs 
 from __future__ import annotations
 
 import base64
+import calendar
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import jwt
 import requests
@@ -24,20 +26,31 @@ from pydantic import BaseModel, ConfigDict
 
 from services.core.backoff import Backoff
 from services.core.errors import ConfigurationError, NotFound, PermanentError, TransientError
-from services.core.observability import logger
+from services.core.observability import MetricUnit, logger, record_metric
 from services.core.s3_stream import MultipartWriter
 from services.core.secrets import SecretCache
-from services.core.settings import ZoomApiSettings
+from services.core.settings import ZOOM_DOWNLOAD_DOMAINS, ZoomApiSettings
 from services.core.zoom_models import RecordingObject
 
 TOKEN_RENEW_MARGIN_SECONDS = 60
+MAX_PAGE_SIZE = 300  # the most records Zoom returns per page
 # Small reads: a cut connection loses at most one chunk, the rest resumes with Range.
 DOWNLOAD_CHUNK_BYTES = 32 * 1024
+# Zoom answers a download with one 302 to its CDN; a few more hops are tolerated.
+MAX_DOWNLOAD_REDIRECTS = 5
 _NOT_AUDIO_TYPES = ("text/", "application/json", "application/xml", "application/problem")
+# A host in ASCII DNS form. Anything else (Unicode look-alikes, percent signs, IP-v6 literals,
+# underscores) is refused rather than normalised, so no two parsers can disagree about it.
+_DNS_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
 class ZoomAuthError(PermanentError):
     """Zoom refused our credentials (a configuration problem, not a transient one)."""
+
+
+class DownloadUrlRefused(PermanentError):
+    """A download URL outside the allowed Zoom hosts: no request is made to it, no token sent."""
 
 
 class DownloadRejected(Exception):
@@ -55,6 +68,53 @@ class ZoomCredentials:
     account_id: str
     client_id: str
     client_secret: str
+
+
+@dataclass(frozen=True)
+class DownloadUrlPolicy:
+    """Where Zoom's tokens may go: https to `domains` (each and its subdomains), and plain http
+    to exact loopback `host:port` origins (the local stack's fake Zoom only)."""
+
+    domains: tuple[str, ...] = tuple(ZOOM_DOWNLOAD_DOMAINS.split(","))
+    loopback_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        domains = tuple(domain.strip(".").lower() for domain in self.domains)
+        origins = tuple(origin.lower() for origin in self.loopback_origins)
+        object.__setattr__(self, "domains", domains)
+        object.__setattr__(self, "loopback_origins", origins)
+
+
+def download_url_refusal(url: str, policy: DownloadUrlPolicy) -> str | None:
+    """Why `url` may not be fetched with a Zoom token, or None when it may.
+
+    Allowed: https, no user information, the default port, and a host that is a listed domain
+    or ends with "." + one (label boundaries: `zoom.us.evil.com` and `evilzoom.us` are not
+    Zoom's); or http to exactly one of the listed loopback origins. The reason names the host
+    at most, never the path or query string (which carry signatures).
+    """
+    if _CONTROL_OR_SPACE.search(url):
+        return "the URL holds spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "the URL cannot be parsed"
+    if "@" in parts.netloc:
+        return "the URL carries user information"
+    host = (parts.hostname or "").removesuffix(".")
+    if not _DNS_HOST.fullmatch(host):
+        return "the URL's host is not a plain DNS name"
+    scheme = parts.scheme.lower()
+    if scheme == "http" and port is not None and f"{host}:{port}" in policy.loopback_origins:
+        return None
+    if scheme != "https":
+        return f"{scheme or 'a URL without a scheme'} is not https (host {host})"
+    if port not in (None, 443):
+        return f"port {port} is not https's (host {host})"
+    if any(host == domain or host.endswith("." + domain) for domain in policy.domains):
+        return None
+    return f"host {host} is not a Zoom download host"
 
 
 def encode_meeting_uuid(uuid: str) -> str:
@@ -241,24 +301,47 @@ class ZoomApi:
                 return list(seen.values())
 
     def list_user_recordings(
-        self, start: date, end: date, *, user_id: str = "me"
+        self, start: date, end: date, *, user_id: str = "me", page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[RecordingObject]:
-        """Meetings with cloud recordings between two dates (inclusive), all pages."""
+        """Meetings with cloud recordings between two dates (inclusive) within one calendar
+        month, all pages. Zoom lists at most a month per request and, asked for more, silently
+        answers for the last month only; `month_spans` cuts a longer range."""
+        if start > end or (start.year, start.month) != (end.year, end.month):
+            raise ValueError(f"{start}..{end} is not a range within one calendar month")
         next_token = ""
         while True:
             params: dict[str, Any] = {
                 "from": start.isoformat(),
                 "to": end.isoformat(),
-                "page_size": 300,
+                "page_size": page_size,
             }
             if next_token:
                 params["next_page_token"] = next_token
             body = self._get(f"/users/{quote(user_id, safe='')}/recordings", params)
+            answered = str(body.get("from") or start.isoformat())
+            if answered != start.isoformat():
+                raise PermanentError(
+                    f"Zoom listed recordings from {answered}, not from {start}: meetings before"
+                    " would be missed"
+                )
             for raw in body.get("meetings", []):
                 yield RecordingObject.model_validate(raw)
             next_token = str(body.get("next_page_token") or "")
             if not next_token:
                 return
+
+
+def month_spans(start: date, end: date) -> list[tuple[date, date]]:
+    """`start`..`end` (inclusive) cut at calendar-month boundaries: each span lies within one
+    month, and consecutive spans neither overlap nor leave a day out."""
+    spans = []
+    first = start
+    while first <= end:
+        month_end = first.replace(day=calendar.monthrange(first.year, first.month)[1])
+        last = min(month_end, end)
+        spans.append((first, last))
+        first = last + timedelta(days=1)
+    return spans
 
 
 def _zoom_message(response: requests.Response) -> str:
@@ -304,6 +387,11 @@ class ZoomDownloader:
     an S2S OAuth token, a renewed S2S token, and finally a fresh download URL from the recordings
     API. A body that is HTML or JSON, has a non-media content type, lacks the MP4 `ftyp` box, or
     whose size differs from `file_size` is never stored as audio.
+
+    A token is only ever sent to a URL `url_policy` allows (Zoom's hosts over https): a file
+    whose URL is elsewhere is refused before any request (`DownloadUrlRefused`). Redirects are
+    followed here, not by requests, so every hop that would carry the token is checked too, and
+    the token never follows a redirect to another origin (Zoom's CDN URL is pre-signed).
     """
 
     def __init__(
@@ -312,6 +400,7 @@ class ZoomDownloader:
         api: ZoomApi,
         s3: Any,
         *,
+        url_policy: DownloadUrlPolicy | None = None,
         session: requests.Session | None = None,
         retry_budget_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
@@ -321,6 +410,7 @@ class ZoomDownloader:
         self.oauth = oauth
         self.api = api
         self.s3 = s3
+        self.url_policy = url_policy or DownloadUrlPolicy()
         self._session = session or requests.Session()
         self._budget = retry_budget_seconds
         self._clock = clock
@@ -353,7 +443,9 @@ class ZoomDownloader:
         download_token: str | None,
         meeting_uuid: str,
     ) -> DownloadResult:
-        """Stream `spec` to s3://bucket/key. Raises PermanentError or TransientError on failure."""
+        """Stream `spec` to s3://bucket/key. Raises PermanentError or TransientError on failure
+        (`DownloadUrlRefused` for a URL outside the allowed hosts, before any request)."""
+        self._require_allowed(spec.download_url, spec.file_id)
         backoff = Backoff(budget_seconds=self._budget, sleep=self._sleep)
         attempts = 0
         last_reason = "no credential was accepted"
@@ -412,8 +504,45 @@ class ZoomDownloader:
             return url, access_token
         raise PermanentError(f"file {file_id} is no longer listed in the meeting's recordings")
 
+    def _require_allowed(self, url: str, file_id: str) -> None:
+        """Refuse (and record) a URL no Zoom token may go to."""
+        reason = download_url_refusal(url, self.url_policy)
+        if reason is None:
+            return
+        logger.warning("download URL refused", file_id=file_id, reason=reason)
+        record_metric("DownloadUrlsRefused", 1, MetricUnit.Count)
+        raise DownloadUrlRefused(f"file {file_id}: download URL refused: {reason}")
+
+    def _get(self, url: str, headers: dict[str, str], file_id: str) -> requests.Response:
+        """GET `url`, following redirects by hand: a hop that would carry the token must be
+        allowed, and the token is dropped on a redirect to another origin (what requests'
+        `rebuild_auth` does, made explicit so the check cannot be skipped)."""
+        target = url
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            if "Authorization" in headers:
+                self._require_allowed(target, file_id)
+            try:
+                response = self._session.get(
+                    target,
+                    headers=headers,
+                    stream=True,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as e:
+                raise DownloadRejected(f"connection failed ({type(e).__name__})") from e
+            if not response.is_redirect:
+                return response
+            location = urljoin(target, response.headers["Location"])
+            response.close()
+            if _origin(location) != _origin(target):
+                headers = {k: v for k, v in headers.items() if k != "Authorization"}
+            target = location
+        raise DownloadRejected(f"more than {MAX_DOWNLOAD_REDIRECTS} redirects")
+
     def _attempt(self, url: str, token: str, spec: DownloadSpec, progress: _Progress) -> None:
-        """One HTTP request; appends to the writer. Raises DownloadRejected on any problem."""
+        """One download (redirects included); appends to the writer. Raises DownloadRejected on
+        any problem."""
         headers = {"Authorization": f"Bearer {token}"}
         target = url
         if progress.received and progress.resume_url:
@@ -421,12 +550,7 @@ class ZoomDownloader:
             headers = {"Range": f"bytes={progress.received}-"}
         elif progress.received:
             headers["Range"] = f"bytes={progress.received}-"
-        try:
-            response = self._session.get(
-                target, headers=headers, stream=True, timeout=self._timeout
-            )
-        except requests.RequestException as e:
-            raise DownloadRejected(f"connection failed ({type(e).__name__})") from e
+        response = self._get(target, headers, spec.file_id)
         with response:
             self._check_response(response, spec, progress)
             if progress.received and response.status_code == 206:
@@ -491,6 +615,17 @@ class ZoomDownloader:
                 "(Zoom's sign of a refused token)",
                 auth=True,
             )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or ""), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _check_head(chunk: bytes, spec: DownloadSpec) -> None:

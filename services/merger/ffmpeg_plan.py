@@ -187,8 +187,21 @@ def build_probe_command(source: str) -> list[str]:
         *("-select_streams", "a:0"),
         *("-show_entries", "stream=codec_name,channels,sample_rate,duration:format=duration"),
         *_option_args(network_options(source)),
+        *("-protocol_whitelist", protocol_whitelist(source)),
         *("-i", source),
     ]
+
+
+def protocol_whitelist(source: str) -> str:
+    """The protocols ffmpeg may open for `source`, references inside it included (an HLS
+    playlist, a data reference): a presigned S3 URL needs https over tls and tcp (http and tcp
+    on the local stack), a local path only file. Without it ffmpeg's defaults would also let an
+    input reach udp, rtp, data and the other web protocols."""
+    if not _is_url(source):
+        return "file"
+    if source.lower().startswith("https://"):
+        return "https,tls,tcp"
+    return "http,tcp"
 
 
 def network_options(source: str) -> dict[str, Any]:
@@ -214,7 +227,7 @@ def _input(source: str) -> Any:
     options = network_options(source)
     if options:
         options["thread_queue_size"] = HTTP_THREAD_QUEUE_SIZE
-    return ffmpeg.input(source, **options)
+    return ffmpeg.input(source, protocol_whitelist=protocol_whitelist(source), **options)
 
 
 def _option_args(options: Mapping[str, Any]) -> list[str]:

@@ -32,6 +32,7 @@ from services.core.secrets import SecretCache
 from services.core.settings import MergerSettings
 from services.core.zoom import (
     DownloadSpec,
+    DownloadUrlPolicy,
     Participant,
     ZoomApi,
     ZoomDownloader,
@@ -92,7 +93,11 @@ def build_deps(settings: MergerSettings) -> MergerDeps:
         settings=settings,
         store=RecordingStore.from_settings(settings),
         downloader=ZoomDownloader(
-            oauth, api, s3, retry_budget_seconds=settings.download_retry_budget_seconds
+            oauth,
+            api,
+            s3,
+            url_policy=download_url_policy(settings),
+            retry_budget_seconds=settings.download_retry_budget_seconds,
         ),
         participants=api,
         submit_queue=QueueSender(settings.submit_queue_url),
@@ -100,6 +105,14 @@ def build_deps(settings: MergerSettings) -> MergerDeps:
         s3=s3,
         recordings=api,
         merge_queue=QueueSender(settings.merge_queue_url),
+    )
+
+
+def download_url_policy(settings: MergerSettings) -> DownloadUrlPolicy:
+    """Where the merger may send Zoom's tokens (Zoom's hosts; the fake Zoom on loopback)."""
+    return DownloadUrlPolicy(
+        domains=settings.zoom_download_domain_list,
+        loopback_origins=settings.zoom_download_loopback_origin_list,
     )
 
 

@@ -3,8 +3,9 @@
   status [UUID]             meetings, their states and timings (one meeting: its history)
   replay UUID               send a FAILED meeting back to the stage it failed in
   redrive QUEUE             move a dead-letter queue's messages back (merge, submit, notify)
-  backfill --from --to      feed in the account's recordings between two dates, as if their
-                            webhooks had come; meetings already known are skipped
+  backfill --from --to      feed in a user's recordings between two dates (--user, default
+                            "me"), as if their webhooks had come, a month at a time (Zoom
+                            lists one month per request); meetings already known are skipped
   slots                     the Symbl slot pool: holders (claim or job, meeting, time left),
                             limit, in use, and the back-off after a surprise 429
   fail UUID --reason TEXT   end a meeting that is stuck or unwanted: any state before
@@ -41,7 +42,7 @@ from services.core.recordings import Recording, RecordingStore, State
 from services.core.secrets import SecretCache
 from services.core.settings import CoreSettings, ZoomApiSettings, load_settings
 from services.core.slots import JOB_PREFIX, SlotPool, SlotsView
-from services.core.zoom import ZoomApi, zoom_oauth
+from services.core.zoom import MAX_PAGE_SIZE, ZoomApi, month_spans, zoom_oauth
 
 T = TypeVar("T")
 
@@ -134,6 +135,9 @@ def status_detail(recording: Recording, now: datetime) -> list[str]:
         f"host     {recording.host_email or '-'}; started {recording.start_time}",
         f"speakers {', '.join(t.name for t in recording.tracks) or '(mixed audio only)'}",
     ]
+    for track in recording.tracks:
+        if track.excluded_reason:
+            lines.append(f"left out {track.name}: {track.excluded_reason}")
     if recording.failure_reason:
         lines.append(f"failed   in {recording.failed_stage}: {recording.failure_reason}")
     if recording.last_error:
@@ -274,19 +278,41 @@ def redrive(queue_url: str, dlq_url: str, out: TextIO = sys.stderr) -> int:
 
 
 def backfill(
-    api: ZoomApi, store: RecordingStore, merge_queue: QueueSender, start: date, end: date
+    api: ZoomApi,
+    store: RecordingStore,
+    merge_queue: QueueSender,
+    start: date,
+    end: date,
+    *,
+    user_id: str = "me",
+    page_size: int = MAX_PAGE_SIZE,
+    out: TextIO = sys.stdout,
 ) -> tuple[int, int]:
-    """(accepted, already known) for the account's recordings between two dates."""
-    meetings = list(api.list_user_recordings(start, end))
+    """(accepted, already known) for a Zoom user's recordings between two dates (inclusive).
+
+    Zoom lists at most one month per request, so the range is walked a calendar month at a
+    time (every page of each), with a line per month on `out`.
+    """
+    if start > end:
+        raise Refused(f"--from {start} is after --to {end}")
     accepted = known = 0
-    for meeting in progress(meetings, "backfill"):
-        result = accept_recording(
-            meeting, download_token=None, store=store, merge_queue=merge_queue
+    for first, last in month_spans(start, end):
+        meetings = list(api.list_user_recordings(first, last, user_id=user_id, page_size=page_size))
+        fed = seen = 0
+        for meeting in progress(meetings, f"backfill {first:%Y-%m}"):
+            result = accept_recording(
+                meeting, download_token=None, store=store, merge_queue=merge_queue
+            )
+            if result.outcome == IntakeOutcome.ACCEPTED:
+                fed += 1
+            else:
+                seen += 1
+        out.write(
+            f"{first}..{last}: {len(meetings)} meeting(s), {fed} fed in, {seen} already known\n"
         )
-        if result.outcome == IntakeOutcome.ACCEPTED:
-            accepted += 1
-        else:
-            known += 1
+        out.flush()
+        accepted += fed
+        known += seen
     return accepted, known
 
 
@@ -315,7 +341,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     fill = commands.add_parser("backfill", help="feed in past recordings")
     fill.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
     fill.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
-    fill.add_argument("--user", default="me", help="Zoom user whose recordings to list")
+    fill.add_argument(
+        "--user",
+        default="me",
+        help="Zoom user (id or email) whose recordings to list; default: the app's own user",
+    )
     commands.add_parser("slots", help="the Symbl slot pool: holders, limit, back-off")
     fail = commands.add_parser("fail", help="end a meeting FAILED by hand (before NOTIFYING)")
     fail.add_argument("uuid")
@@ -365,6 +395,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                 QueueSender(settings.merge_queue_url),
                 args.start,
                 args.end,
+                user_id=args.user,
+                out=out,
             )
             out.write(f"{accepted} meeting(s) fed in, {known} already known\n")
     except (InsightsError, StateConflict) as e:

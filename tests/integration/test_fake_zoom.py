@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -13,7 +13,7 @@ import pytest
 import requests
 from flask import Flask
 
-from sandbox.fake_zoom import FakeZoomState, FaultKind, create_app, serve
+from sandbox.fake_zoom import FakeZoomState, FaultKind, create_app, one_month_before, serve
 from sandbox.http_server import LoopbackServer
 from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
 
@@ -549,6 +549,49 @@ def test_user_recordings_list_by_date_range(fake: Fake) -> None:
 
     unknown = fake.api("/v2/users/nobody@example.com/recordings", token)
     assert unknown.status_code == 404
+
+
+def test_user_recordings_answer_for_at_most_one_month_as_zoom_does(fake: Fake) -> None:
+    """Asked for more than a month, Zoom answers 200 for the month before `to` and says so in
+    `from` (zoom/api#36): the meeting of March 1st falls out of a range starting in January."""
+    token = fake.s2s_token()
+    wide = fake.api(
+        "/v2/users/me/recordings", token, **{"from": "2024-01-01", "to": "2024-03-20"}
+    ).json()
+    assert (wide["from"], wide["to"]) == ("2024-02-20", "2024-03-20")
+    assert [m["uuid"] for m in wide["meetings"]] == [DOUBLE_SLASH_UUID, SLASH_UUID]
+    # Exactly one month is answered in full; the previous month may be shorter (leap February).
+    month = fake.api(
+        "/v2/users/me/recordings", token, **{"from": "2024-02-29", "to": "2024-03-31"}
+    ).json()
+    assert month["from"] == "2024-02-29"
+    assert [m["uuid"] for m in month["meetings"]] == [PLUS_UUID, DOUBLE_SLASH_UUID, SLASH_UUID]
+    longer = fake.api(
+        "/v2/users/me/recordings", token, **{"from": "2024-02-28", "to": "2024-03-31"}
+    ).json()
+    assert longer["from"] == "2024-02-29"
+    # The log keeps what the client asked for, not what the fake answered.
+    assert fake.state.listed_ranges() == [
+        ("me", "2024-01-01", "2024-03-20"),
+        ("me", "2024-02-29", "2024-03-31"),
+        ("me", "2024-02-28", "2024-03-31"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("day", "before"),
+    [
+        (date(2024, 3, 20), date(2024, 2, 20)),
+        (date(2024, 3, 31), date(2024, 2, 29)),
+        (date(2023, 3, 31), date(2023, 2, 28)),
+        (date(2024, 1, 15), date(2023, 12, 15)),
+        (date(2024, 5, 31), date(2024, 4, 30)),
+    ],
+)
+def test_one_month_before_is_the_same_day_or_the_shorter_month_s_last(
+    day: date, before: date
+) -> None:
+    assert one_month_before(day) == before
 
 
 def test_request_log_counts_and_clears(fake: Fake) -> None:

@@ -9,7 +9,9 @@ phrase in the merged file is its time in its own file plus the track's offset.
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -492,3 +494,63 @@ def test_speech_seconds_is_the_length_of_the_non_silent_spans(
 
     assert measured == pytest.approx(expected, abs=TOLERANCE_S)
     assert 2.0 < measured < 4.0
+
+
+# --- what an input may reach -----------------------------------------------------------------
+
+
+class ConnectionCounter:
+    """A TCP listener on loopback that counts the connections made to it and closes them."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.05)
+        self.port = int(self._socket.getsockname()[1])
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
+def test_a_reference_inside_an_input_to_another_protocol_is_refused(tmp_path: Path) -> None:
+    """An input that is really an HLS playlist pointing elsewhere (here over https, where ffmpeg's
+    own defaults would connect) cannot make ffmpeg open anything but the input's protocol."""
+    counter = ConnectionCounter()
+    playlist = (
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"
+        f"https://127.0.0.1:{counter.port}/segment.ts\n#EXT-X-ENDLIST\n"
+    )
+    app = Flask("playlist")
+
+    @app.get("/media/<path:name>")
+    def serve(name: str) -> Response:
+        return Response(playlist, mimetype="audio/mp4")
+
+    output = tmp_path / "o.flac"
+    try:
+        with LoopbackServer(app) as server, pytest.raises(MixdownInputError) as caught:
+            mono_mixdown(
+                f"{server.url}/media/crafted.m4a?{SECRET}",
+                sample_rate=RATE,
+                output_path=output,
+                timeout_s=TIMEOUT_S,
+            )
+    finally:
+        counter.close()
+    assert counter.accepted == 0
+    assert "not on whitelist" in str(caught.value)
+    assert not output.exists()

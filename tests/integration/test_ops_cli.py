@@ -6,7 +6,8 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from sandbox.synth import synthesize_meeting
 from services.core import aws
 from services.core.failures import announce_failures, notice_client
 from services.core.queues import MergeRequest, QueueSender
-from services.core.recordings import Recording, RecordingStore, State
+from services.core.recordings import Recording, RecordingStore, SpeakerTrack, State
 from services.core.slots import SlotPool
-from services.ops.cli import main
+from services.core.zoom import ZoomApi, ZoomCredentials, ZoomOAuth
+from services.ops.cli import backfill, main
 from tests.conftest import ROOT
 
 
@@ -74,6 +76,32 @@ def test_status_lists_meetings_and_shows_one_in_detail(
     assert run("status", "missing==")[0] == 1
 
 
+def test_status_of_one_meeting_says_why_a_speaker_s_file_was_left_out(
+    stack: ProvisionedStack, env: dict[str, str]
+) -> None:
+    store = RecordingStore(stack.names.recordings_table)
+    store.create_if_absent(
+        Recording(
+            meeting_uuid="left/out==",
+            meeting_id="1",
+            start_time="2026-11-02T09:00:00.000Z",
+            tracks=[
+                SpeakerTrack(
+                    file_id="p-1",
+                    name="Bo Chen",
+                    recording_start="2026-11-02T09:00:00.000Z",
+                    recording_end="2026-11-02T09:30:00.000Z",
+                    excluded_reason="file p-1: download URL refused: host evil.example is not a"
+                    " Zoom download host",
+                )
+            ],
+        )
+    )
+    code, detail = run("status", "left/out==")
+    assert code == 0
+    assert "left out Bo Chen: file p-1: download URL refused: host evil.example" in detail
+
+
 def test_replay_sends_a_failed_meeting_back_to_its_stage(
     stack: ProvisionedStack, env: dict[str, str]
 ) -> None:
@@ -122,8 +150,6 @@ def test_backfill_feeds_in_recordings_and_skips_known_ones(
     credentials: SandboxCredentials,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dataclasses import replace
-
     state, url = zoom
     monkeypatch.setenv("ZOOM_API_BASE_URL", f"{url}/v2")
     monkeypatch.setenv("ZOOM_OAUTH_URL", f"{url}/oauth/token")
@@ -146,6 +172,137 @@ def test_backfill_feeds_in_recordings_and_skips_known_ones(
     assert "1 meeting(s) fed in, 2 already known" in out
     assert len(list(store.scan())) == 3
     assert len(messages(stack.queue_urls["merge"])) == 3
+
+
+def months_meetings(state: FakeZoomState) -> dict[str, str]:
+    """Meetings on the days around month boundaries (uuid by day), two of another host."""
+    meeting = synthesize_meeting(
+        speakers=2,
+        duration_s=20,
+        seed=700,
+        workdir=ROOT / ".cache" / "synth",
+        topic="Backfill 0",
+        start_time=datetime(2026, 11, 2, 9, tzinfo=UTC),
+    )
+    days = {
+        "2026-08-31": "host@example.com",
+        "2026-09-01": "host@example.com",
+        "2026-09-30": "host@example.com",
+        "2026-10-01": "other@example.com",
+        "2026-10-31": "host@example.com",
+        "2026-11-01": "host@example.com",
+        "2026-12-20": "other@example.com",
+    }
+    uuids = {}
+    for day, host in days.items():
+        start = datetime.fromisoformat(f"{day}T23:30:00+00:00")
+        uuid = f"month/{day}=="
+        state.add_meeting(
+            replace(
+                meeting,
+                uuid=uuid,
+                start_time=start,
+                host_email=host,
+                account_id=state.account_id,
+            )
+        )
+        uuids[day] = uuid
+    return uuids
+
+
+def test_backfill_walks_month_by_month_without_gap_or_overlap(
+    stack: ProvisionedStack,
+    env: dict[str, str],
+    zoom: tuple[FakeZoomState, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Zoom answers one month per request; one span over four months would miss all but the
+    last month's meetings."""
+    state, url = zoom
+    monkeypatch.setenv("ZOOM_API_BASE_URL", f"{url}/v2")
+    monkeypatch.setenv("ZOOM_OAUTH_URL", f"{url}/oauth/token")
+    uuids = months_meetings(state)
+    code, out = run("backfill", "--from", "2026-09-01", "--to", "2026-12-20")
+    assert code == 0, out
+    assert state.listed_ranges() == [
+        ("me", "2026-09-01", "2026-09-30"),
+        ("me", "2026-10-01", "2026-10-31"),
+        ("me", "2026-11-01", "2026-11-30"),
+        ("me", "2026-12-01", "2026-12-20"),
+    ]
+    assert out.splitlines() == [
+        "2026-09-01..2026-09-30: 2 meeting(s), 2 fed in, 0 already known",
+        "2026-10-01..2026-10-31: 2 meeting(s), 2 fed in, 0 already known",
+        "2026-11-01..2026-11-30: 1 meeting(s), 1 fed in, 0 already known",
+        "2026-12-01..2026-12-20: 1 meeting(s), 1 fed in, 0 already known",
+        "6 meeting(s) fed in, 0 already known",
+    ]
+    store = RecordingStore(stack.names.recordings_table)
+    fed = {r.meeting_uuid for r in store.scan()}
+    assert fed == {uuid for day, uuid in uuids.items() if day != "2026-08-31"}
+    assert len(messages(stack.queue_urls["merge"])) == 6
+
+
+def test_backfill_pages_within_each_month(
+    stack: ProvisionedStack,
+    env: dict[str, str],
+    zoom: tuple[FakeZoomState, str],
+    credentials: SandboxCredentials,
+) -> None:
+    state, url = zoom
+    uuids = months_meetings(state)
+    oauth = ZoomOAuth(
+        f"{url}/oauth/token",
+        lambda: ZoomCredentials(
+            credentials.zoom_account_id, credentials.zoom_client_id, credentials.zoom_client_secret
+        ),
+    )
+    store = RecordingStore(stack.names.recordings_table)
+    out = io.StringIO()
+    accepted, known = backfill(
+        ZoomApi(f"{url}/v2", oauth),
+        store,
+        QueueSender(stack.queue_urls["merge"]),
+        date(2026, 8, 31),
+        date(2026, 10, 31),
+        page_size=1,
+        out=out,
+    )
+    assert (accepted, known) == (5, 0)
+    asked = state.listed_ranges()
+    # One request per meeting (a page each), none of them outside its month.
+    assert asked == [
+        ("me", "2026-08-31", "2026-08-31"),
+        ("me", "2026-09-01", "2026-09-30"),
+        ("me", "2026-09-01", "2026-09-30"),
+        ("me", "2026-10-01", "2026-10-31"),
+        ("me", "2026-10-01", "2026-10-31"),
+    ]
+    pages = [r.path for r in state.requests("user_recordings")]
+    assert ["next_page_token=" in path for path in pages] == [False, False, True, False, True]
+    assert {r.meeting_uuid for r in store.scan()} == {
+        uuids[day] for day in ("2026-08-31", "2026-09-01", "2026-09-30", "2026-10-01", "2026-10-31")
+    }
+
+
+def test_backfill_lists_the_user_asked_for(
+    stack: ProvisionedStack,
+    env: dict[str, str],
+    zoom: tuple[FakeZoomState, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state, url = zoom
+    monkeypatch.setenv("ZOOM_API_BASE_URL", f"{url}/v2")
+    monkeypatch.setenv("ZOOM_OAUTH_URL", f"{url}/oauth/token")
+    uuids = months_meetings(state)
+    code, out = run(
+        "backfill", "--from", "2026-10-01", "--to", "2026-12-31", "--user", "other@example.com"
+    )
+    assert code == 0 and "2 meeting(s) fed in, 0 already known" in out
+    assert {user for user, _, _ in state.listed_ranges()} == {"other@example.com"}
+    store = RecordingStore(stack.names.recordings_table)
+    assert {r.meeting_uuid for r in store.scan()} == {uuids["2026-10-01"], uuids["2026-12-20"]}
+    assert run("backfill", "--from", "2026-12-31", "--to", "2026-12-01")[0] == 1
 
 
 def test_slots_lists_holders_limit_in_use_and_back_off(

@@ -13,7 +13,7 @@ from typing import Any
 
 from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
-from sandbox.fake_zoom import FakeZoomState, serve
+from sandbox.fake_zoom import FakeZoomState, loopback_origin, serve
 from sandbox.synth import SyntheticMeeting
 from services.core import aws
 from services.core.intake import accept_recording
@@ -45,6 +45,7 @@ class MergerRig:
             **self.stack.service_environment(),
             "ZOOM_API_BASE_URL": f"{self.zoom_url}/v2",
             "ZOOM_OAUTH_URL": f"{self.zoom_url}/oauth/token",
+            "ZOOM_DOWNLOAD_LOOPBACK_ORIGINS": loopback_origin(self.zoom_url),
             "DOWNLOAD_RETRY_BUDGET_SECONDS": "20",
         }
         env.update({k.upper(): str(v) for k, v in extra.items()})

@@ -14,3 +14,12 @@ WEBHOOK_ENV = {
     "MEDIA_BUCKET": "x-media",
     "LINK_SIGNING_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:link",
 }
+
+MERGER_ENV = {
+    "RECORDINGS_TABLE": "x-recordings",
+    "MEDIA_BUCKET": "x-media",
+    "MERGE_QUEUE_URL": "http://queue/merge",
+    "SUBMIT_QUEUE_URL": "http://queue/submit",
+    "PUMP_FUNCTION_NAME": "x-pump",
+    "ZOOM_S2S_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:zoom-s2s",
+}

@@ -227,7 +227,29 @@ def test_http_options_only_for_urls() -> None:
         options = options_before(argv, source)
         for name in ("-reconnect", "-reconnect_streamed", "-reconnect_delay_max", "-rw_timeout"):
             assert name in options, (source, name)
-    assert options_before(argv, TRACKS[1].url) == []
+    assert options_before(argv, TRACKS[1].url) == ["-protocol_whitelist", "file"]
+
+
+def whitelist_of(argv: list[str], source: str) -> str:
+    options = options_before(argv, source)
+    assert options.count("-protocol_whitelist") == 1, options
+    return options[options.index("-protocol_whitelist") + 1]
+
+
+def test_every_input_opens_only_the_protocols_its_kind_of_source_needs() -> None:
+    # Presigned S3 URLs: https over tls and tcp; the local stack's http S3; a local file.
+    expected = {
+        TRACKS[0].url: "https,tls,tcp",
+        TRACKS[1].url: "file",
+        TRACKS[2].url: "http,tcp",
+    }
+    argv = merge_argv()
+    assert {url: whitelist_of(argv, url) for url in expected} == expected
+    for url, whitelist in expected.items():
+        mono = build_mono_command(url, sample_rate=RATE, output_path="/tmp/mono.flac")
+        assert whitelist_of(mono, url) == whitelist
+        assert whitelist_of(build_speech_command(url), url) == whitelist
+        assert whitelist_of(build_probe_command(url), url) == whitelist
 
 
 def test_shared_channel_sums_its_tracks_without_normalising() -> None:
