@@ -43,6 +43,9 @@ Decisions where the reference is silent:
   400 (omit the field instead).
 - Optional keys (`email`, `dueBy`) are omitted when unknown; insight `from.userId` is the email,
   or the member id when there is none.
+- A hosted summary page (§8) is an https URL on the fake's own host, as Symbl's are https; the
+  fake serves the page there in plain http. Every accepted request is recorded with its options
+  (`experience_requests`), so tests can check `summaryURLExpiresIn` and `readOnly`.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ __all__ = [
     "AudioInfo",
     "DuplicateJob",
     "Duration",
+    "ExperienceRequest",
     "FakeSymblState",
     "JobRecord",
     "JobStatus",
@@ -220,6 +224,17 @@ class Rejection:
     message: str
     url: str | None
     conversation_id: str | None
+
+
+@dataclass(frozen=True)
+class ExperienceRequest:
+    """An accepted request for a hosted summary page (§8): lets tests see the page's options,
+    `summaryURLExpiresIn` and `readOnly` above all, and the URL the fake answered."""
+
+    conversation_id: str
+    name: str
+    options: dict[str, Any]  # every body field but `name`, as sent
+    url: str
 
 
 @dataclass(frozen=True)
@@ -602,6 +617,7 @@ class FakeSymblState:
         self._conversations: dict[str, _Conversation] = {}
         self._submissions: list[Submission] = []
         self._rejections: list[Rejection] = []
+        self._experiences: list[ExperienceRequest] = []
         self._submit_attempts: list[SubmitAttempt] = []
         self._attempts: list[WebhookAttempt] = []
         self._active = 0
@@ -646,6 +662,12 @@ class FakeSymblState:
     def rejections(self) -> list[Rejection]:
         with self._cond:
             return list(self._rejections)
+
+    @property
+    def experience_requests(self) -> list[ExperienceRequest]:
+        """Every summary-page request the fake answered with a URL, in arrival order."""
+        with self._cond:
+            return list(self._experiences)
 
     @property
     def submit_attempts(self) -> list[SubmitAttempt]:
@@ -916,6 +938,11 @@ class FakeSymblState:
     def _has_conversation(self, conversation_id: str) -> bool:
         with self._cond:
             return conversation_id in self._conversations
+
+    def _record_experience(self, experience: ExperienceRequest) -> None:
+        with self._cond:
+            self._experiences.append(experience)
+            self._cond.notify_all()
 
     def _record_rejection(self, rejection: Rejection) -> None:
         with self._cond:
@@ -2253,7 +2280,9 @@ def create_app(state: FakeSymblState) -> Flask:
         for key in ("readOnly", "enableCustomDomain"):
             if key in body and not _is_bool(body[key]):
                 return _error(400, f"{key} must be a boolean.")
-        page = request.host_url.rstrip("/") + "/meeting/#/"
+        # The hosted page is https, like Symbl's; this fake serves it on its own host in plain
+        # http (no TLS on loopback), so a local browser opens it with `http://` at the same path.
+        page = f"https://{request.host}/meeting/#/"
         name = body.get("name")
         if name == "verbose-text-summary":
             url = page + _b64({"sessionId": cid})
@@ -2268,6 +2297,8 @@ def create_app(state: FakeSymblState) -> Flask:
                 url = page + _b64({"conversationId": cid, "audioUrl": media})
         else:
             return _error(400, "name must be verbose-text-summary, video-summary or audio-summary.")
+        options = {key: value for key, value in body.items() if key != "name"}
+        state._record_experience(ExperienceRequest(cid, name, options, url))
         return jsonify(name=name, url=url)
 
     @app.get("/meeting/", endpoint="meeting_page")

@@ -12,10 +12,12 @@ import hmac
 
 import jwt
 
-from services.core.errors import InsightsError
+from services.core.errors import ConfigurationError, InsightsError
 
 ALGORITHM = "HS256"
 AUDIENCE = "insights-page"
+# RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 256 bits.
+MIN_SIGNING_KEY_BYTES = 32
 
 
 class PageLinkError(InsightsError):
@@ -28,6 +30,18 @@ class PageLinkInvalid(PageLinkError):
 
 class PageLinkExpired(PageLinkError):
     """Genuine and for this meeting, but past its expiry."""
+
+
+def checked_signing_key(value: str, secret_id: str) -> str:
+    """`value`, the link-signing key read from secret `secret_id`, when it is long enough to sign
+    with; a shorter key raises ConfigurationError naming the secret (never its value), so that a
+    service stops at start instead of handing out links anyone could forge."""
+    if len(value.encode()) < MIN_SIGNING_KEY_BYTES:
+        raise ConfigurationError(
+            f"secret {secret_id}: the link-signing key is shorter than {MIN_SIGNING_KEY_BYTES}"
+            " bytes; set a longer random value as terraform/README.md says under Deploy"
+        )
+    return value
 
 
 def make_page_token(meeting_uuid: str, key: str, lifetime_s: int, now: float) -> str:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from services.core.errors import PermanentError
-from services.core.observability import logger
+from services.core.observability import logger, redact_text, validation_error_summary
 from services.core.queues import MessageT, parse_message
 
 RETRY_VISIBILITY_BASE_SECONDS = 30
@@ -110,14 +111,19 @@ def consume_stage_batch(
     meeting's UUID, and `fail(meeting_uuid, reason)` a meeting whose message cannot succeed.
 
     A body that does not parse is a PermanentError (acknowledged, logged); there is no meeting
-    to mark.
+    to mark. Its reason names the refused fields and why, never their values: the body of a
+    merge request carries a `download_token`, and pydantic's own text quotes the input.
     """
 
     def parse(record: SqsRecord) -> MessageT:
         try:
             return parse_message(message_model, record.body)
-        except ValueError as e:
-            raise PermanentError(f"malformed {message_model.__name__}: {e}") from e
+        # `from None`: the chained error would quote the input in any traceback logged later.
+        except ValidationError as e:
+            summary = validation_error_summary(e)
+            raise PermanentError(f"malformed {message_model.__name__}: {summary}") from None
+        except ValueError:
+            raise PermanentError(f"malformed {message_model.__name__}") from None
 
     def run(record: SqsRecord) -> None:
         message = parse(record)
@@ -132,7 +138,8 @@ def consume_stage_batch(
             uuid = parse(record).meeting_uuid
         except PermanentError:
             return
-        fail(uuid, f"{type(error).__name__}: {error}")
+        # The reason is stored on the item and sent to the operators: redacted like a log line.
+        fail(uuid, redact_text(f"{type(error).__name__}: {error}"))
 
     return consume_batch(
         event,

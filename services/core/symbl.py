@@ -110,7 +110,9 @@ class SpeechAnalytics(Protocol):
     def job_status(self, job_id: str) -> JobStatus: ...
     def conversation(self, conversation_id: str, part: str) -> dict[str, Any]: ...
     def refresh_summary(self, conversation_id: str) -> bool: ...
-    def create_experience(self, conversation_id: str, name: str) -> str | None: ...
+    def create_experience(
+        self, conversation_id: str, name: str, *, expires_in_seconds: int
+    ) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -300,12 +302,21 @@ class SymblClient:
         self._fail(response, "summary refresh")
         return False  # not reached: _fail raises
 
-    def create_experience(self, conversation_id: str, name: str) -> str | None:
-        """A hosted summary page's URL, or None when the service does not offer one."""
+    def create_experience(
+        self, conversation_id: str, name: str, *, expires_in_seconds: int
+    ) -> str | None:
+        """A hosted summary page's URL, or None when the service does not offer one.
+
+        The page is read-only and its URL expires after `expires_in_seconds` (Symbl's
+        `summaryURLExpiresIn`, where 0 would mean never): whoever holds the email can open it
+        exactly as long as the signed insights link next to it, not forever.
+        """
+        if expires_in_seconds <= 0:
+            raise ValueError("expires_in_seconds must be positive (0 means never to Symbl)")
         response = self._send(
             "POST",
             f"/v1/conversations/{conversation_id}/experiences",
-            json={"name": name, "summaryURLExpiresIn": 0},
+            json={"name": name, "summaryURLExpiresIn": expires_in_seconds, "readOnly": True},
         )
         if response.status_code in (404, 405, 501):
             return None

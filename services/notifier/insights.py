@@ -251,10 +251,14 @@ def _fetch(speech: SpeechAnalytics, conversation_id: str, part: str) -> dict[str
         raise PermanentError(f"conversation {conversation_id} {part or 'itself'} is gone") from e
 
 
-def _experience_url(speech: SpeechAnalytics, conversation_id: str) -> str | None:
+def _experience_url(
+    speech: SpeechAnalytics, conversation_id: str, lifetime_seconds: int
+) -> str | None:
     """The provider's hosted summary page, when it offers one; a refusal costs only the link."""
     try:
-        return speech.create_experience(conversation_id, EXPERIENCE_NAME)
+        return speech.create_experience(
+            conversation_id, EXPERIENCE_NAME, expires_in_seconds=lifetime_seconds
+        )
     except PermanentError as e:
         logger.warning("no experience page", reason=str(e))
         return None
@@ -291,12 +295,14 @@ def gather_insights(
     *,
     now: datetime,
     summary: list[str],
+    link_lifetime_seconds: int,
     summary_missing: SummaryMissing | None = None,
 ) -> InsightsDocument:
     """Everything the email and the page show, in one document.
 
     The summary is read beforehand (`fetch_summary`), since the caller decides whether to wait
-    for it; `summary_missing` says why there is none, when there is none.
+    for it; `summary_missing` says why there is none, when there is none. The provider's summary
+    page expires after `link_lifetime_seconds`, the lifetime of the insights link.
     """
     conversation_id = recording.symbl_conversation_id
     if not conversation_id:
@@ -333,7 +339,7 @@ def gather_insights(
         questions=_questions(parts["questions"]),
         topics=_topics(parts["topics"]),
         transcript=_transcript(parts["messages"], _parse_time(conversation.get("startTime"))),
-        experience_url=_experience_url(speech, conversation_id),
+        experience_url=_experience_url(speech, conversation_id, link_lifetime_seconds),
         summary_missing=None if summary else summary_missing,
     )
 

@@ -262,10 +262,14 @@ def recipients_for(recording: Recording, settings: NotifierSettings) -> tuple[st
     return tuple(unique.values())
 
 
+def link_lifetime_seconds(settings: NotifierSettings) -> int:
+    """How long every link in the email works: the insights page's and the provider's page."""
+    return settings.insights_link_lifetime_days * 24 * 3600
+
+
 def page_url(settings: NotifierSettings, meeting_uuid: str, key: str, now: datetime) -> str:
     """The signed link to the insights page; the UUID is one path segment however it is spelled."""
-    lifetime = settings.insights_link_lifetime_days * 24 * 3600
-    token = make_page_token(meeting_uuid, key, lifetime, now.timestamp())
+    token = make_page_token(meeting_uuid, key, link_lifetime_seconds(settings), now.timestamp())
     base = settings.insights_page_base_url.rstrip("/")
     return f"{base}/meetings/{quote(meeting_uuid, safe='')}?token={token}"
 
@@ -315,6 +319,7 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
         deps.speech,
         now=deps.clock(),
         summary=summary.lines,
+        link_lifetime_seconds=link_lifetime_seconds(settings),
         summary_missing=summary.missing,
     )
     key = store_insights(deps.s3, settings.media_bucket, document)

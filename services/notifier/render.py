@@ -2,21 +2,25 @@
 
 Everything a meeting contributes (topic, names, transcript) is untrusted: HTML templates are
 autoescaped, and the plain-text template is not (it has no markup to protect, and escaping would
-show `&lt;` to the reader). Times are shown in the meeting's own time zone, because that is the
-clock the participants met by; an unknown zone falls back to UTC and says so.
+show `&lt;` to the reader). Every link passes `safe_link` (https only) before a template sees it.
+Times are shown in the meeting's own time zone, because that is the clock the participants met
+by; an unknown zone falls back to UTC and says so.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from services.core.observability import logger
 from services.notifier.insights import InsightsDocument, Task
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -44,6 +48,47 @@ SUMMARY_MISSING = {
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Links
+# ---------------------------------------------------------------------------------------------
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def safe_link(url: str | None, what: str) -> str | None:
+    """`url` when it may be put in an email or a page, else None (logged, saying why).
+
+    Only https to a named host passes: the insights link carries its token and the provider's
+    page is the meeting's content, neither of which may cross the network in clear; any other
+    scheme (`http:`, `javascript:`, `data:`) or a relative link is left out. One exception: http to
+    a loopback address, which never leaves the reader's machine (the local stack serves its
+    pages that way). The log names the scheme and host only, never the link with its token.
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname or ""
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        scheme, host = "", ""
+    if _SPACE_OR_CONTROL.search(url):
+        problem = "it holds spaces or control characters"
+    elif (scheme == "https" and host) or (scheme == "http" and _loopback(host)):
+        return url
+    else:
+        problem = "it is not https to a named host"
+    logger.warning("link left out", link=what, reason=problem, scheme=scheme, host=host)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +310,8 @@ def build_view(document: InsightsDocument, *, page_url: str | None = None) -> Me
             )
             for u in document.transcript
         ],
-        page_url=page_url,
-        experience_url=document.experience_url,
+        page_url=safe_link(page_url, "insights page"),
+        experience_url=safe_link(document.experience_url, "provider summary page"),
         preheader=summary[0] if summary else "Action items, questions and the full transcript.",
         empty=empty,
     )

@@ -364,7 +364,8 @@ def _closed_port_url() -> str:
 
 
 def _decode_experience(url: str, base: str) -> dict[str, str]:
-    prefix = f"{base}/meeting/#/"
+    # An https URL on the fake's own host, whose server speaks plain http.
+    prefix = base.replace("http://", "https://", 1) + "/meeting/#/"
     assert url.startswith(prefix), url
     encoded = url.removeprefix(prefix).split("?")[0]
     decoded: dict[str, str] = json.loads(base64.b64decode(encoded))
@@ -1014,9 +1015,13 @@ def test_experiences_link_to_the_fakes_own_summary_page(symbl: SymblClient) -> N
     path = f"/v1/conversations/{conversation_id}/experiences"
     audio_url = f"{symbl.media}/files/meeting.wav"
 
-    text = symbl.post(path, {"name": "verbose-text-summary", "summaryURLExpiresIn": 0}).json()
+    options = {"summaryURLExpiresIn": 7 * 86400, "readOnly": True}
+    text = symbl.post(path, {"name": "verbose-text-summary", **options}).json()
     assert text["name"] == "verbose-text-summary"
     assert _decode_experience(text["url"], symbl.base) == {"sessionId": conversation_id}
+    (recorded,) = symbl.state.experience_requests
+    assert (recorded.conversation_id, recorded.name) == (conversation_id, "verbose-text-summary")
+    assert (recorded.options, recorded.url) == (options, text["url"])
 
     video = symbl.post(path, {"name": "video-summary", "videoUrl": audio_url}).json()
     assert video["url"].endswith("?showVideoSummary=true")
@@ -1030,7 +1035,8 @@ def test_experiences_link_to_the_fakes_own_summary_page(symbl: SymblClient) -> N
         "audioUrl": audio_url,
     }
 
-    page = requests.get(text["url"], timeout=5)  # the fragment stays in the browser
+    # The page, over the fake's plain http; the fragment stays in the browser.
+    page = requests.get(text["url"].replace("https://", "http://", 1), timeout=5)
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
     data = requests.get(f"{symbl.base}/meeting/data/{conversation_id}", timeout=5).json()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from flask import Flask
@@ -37,6 +38,7 @@ from sandbox.http_server import LoopbackServer
 from sandbox.local_aws import LocalAws, sent_emails
 from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
 from services.core import aws
+from services.core.errors import ConfigurationError
 from services.core.failures import announce_failures
 from services.core.queues import NotifyRequest, QueueSender
 from services.core.recordings import Recording, RecordingStore, State, utcnow
@@ -477,6 +479,43 @@ def test_insights_document_is_structured(rig: Rig, conversation_id: str) -> None
     assert document.questions[0].asked_by == "李雷"
     assert document.topics[0].text == "launch"
     assert document.summary and document.experience_url
+
+
+def test_symbls_summary_page_expires_with_the_insights_link_and_is_read_only(
+    rig: Rig, symbl: FakeSymbl, conversation_id: str
+) -> None:
+    uuid = f"{rig.stack.names.prefix}-page-life"
+    rig.add_transcribed(uuid, conversation_id)
+    asked_before = len(symbl.state.experience_requests)
+    deps = rig.deps(INSIGHTS_LINK_LIFETIME_DAYS="7")
+    assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []
+
+    (request,) = symbl.state.experience_requests[asked_before:]
+    assert request.conversation_id == conversation_id
+    assert request.options == {"summaryURLExpiresIn": 7 * 86400, "readOnly": True}
+    assert stored_document(rig, uuid).experience_url == request.url
+    assert request.url.startswith("https://")
+    (email,) = rig.emails()
+    assert f'href="{request.url}"' in email["body"] and request.url in email["text"]
+    # The insights link next to it lives exactly as long.
+    link = unescape(email["body"].split('id="insights-link" href="', 1)[1].split('"', 1)[0])
+    claims = jwt.decode(
+        urlsplit(link).query.removeprefix("token="),
+        deps.link_key(),
+        algorithms=["HS256"],
+        audience="insights-page",
+    )
+    assert claims["exp"] - claims["iat"] == request.options["summaryURLExpiresIn"]
+
+
+def test_a_link_signing_key_under_32_bytes_stops_the_notifier_at_start(rig: Rig) -> None:
+    arn = rig.env["LINK_SIGNING_KEY_SECRET_ARN"]
+    short = "k" * 31
+    aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=short)
+    with pytest.raises(ConfigurationError) as refused:
+        rig.deps()
+    assert arn in str(refused.value) and "32 bytes" in str(refused.value)
+    assert short not in str(refused.value)
 
 
 class CrashAfterSend:

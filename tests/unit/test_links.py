@@ -1,4 +1,5 @@
-"""Signed page links: valid, tampered, expired, for another meeting, signed with another key."""
+"""Signed page links: valid, tampered, expired, for another meeting, signed with another key; and
+the signing key's minimum length."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import json
 import jwt
 import pytest
 
+from sandbox.credentials import SandboxCredentials
+from services.core.errors import ConfigurationError
 from services.core.links import (
     PageLinkExpired,
     PageLinkInvalid,
+    checked_signing_key,
     make_page_token,
     read_page_token,
 )
@@ -69,3 +73,26 @@ def test_expired_genuine_token_is_reported_as_expired() -> None:
 def test_lifetime_must_be_positive() -> None:
     with pytest.raises(ValueError, match="lifetime"):
         make_page_token(UUID, KEY, 0, NOW)
+
+
+KEY_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:p/link-signing-key-AbCdEf"
+
+
+@pytest.mark.parametrize("short", ["x" * 31, "é" * 15 + "x", ""])
+def test_a_signing_key_under_32_bytes_is_refused_naming_the_secret(short: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        checked_signing_key(short, KEY_ARN)
+    message = str(refused.value)
+    assert KEY_ARN in message and "32 bytes" in message
+    if short:
+        assert short not in message
+
+
+@pytest.mark.parametrize("key", ["x" * 32, "é" * 16, KEY])
+def test_a_signing_key_of_32_bytes_or_more_is_used_as_it_is(key: str) -> None:
+    assert checked_signing_key(key, KEY_ARN) == key
+
+
+def test_the_sandbox_link_key_is_long_enough() -> None:
+    key = SandboxCredentials().link_signing_key
+    assert checked_signing_key(key, "sandbox") == key

@@ -1,15 +1,19 @@
 """Email and page rendering: escaping of everything a meeting contributes, non-ASCII text, empty
-sections, a summary that was not generated (and why), and times in the meeting's own time zone.
+sections, a summary that was not generated (and why), times in the meeting's own time zone, and
+links (https only).
 
 The sample documents live in `tests/support/insights_samples.py`."""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import pytest
 
+from services.core.observability import logger
 from services.notifier.insights import (
     InsightsDocument,
     Utterance,
@@ -215,3 +219,57 @@ def test_subject_is_one_bounded_line() -> None:
     assert "\n" not in subject and "\r" not in subject
     assert len(subject) < 160 and subject.endswith("… (2 Jan 2026)")
     assert re.match(r"^Meeting notes: Plan Bcc", subject)
+
+
+# ---------------------------------------------------------------------------------------------
+# Links: https only
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[logging.LogRecord]]:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep(level=logging.WARNING)
+    logger.addHandler(keep)
+    yield records
+    logger.removeHandler(keep)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://insights.example.com/meetings/abc%2F%2B%3D%3D?token=t.o.k",
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>alert(1)</script>",
+        "//insights.example.com/meetings/abc",
+        " https://insights.example.com/meetings/abc",
+    ],
+)
+def test_a_link_that_is_not_https_is_left_out_and_logged(
+    link: str, warnings: list[logging.LogRecord]
+) -> None:
+    document = rich_document().model_copy(update={"experience_url": link})
+    email = render_email(document, link)
+    page = render_page(document)
+    for rendered in (email.html, email.text, page):
+        assert link.strip() not in rendered
+    assert 'id="insights-link"' not in email.html and 'id="experience-link"' not in email.html
+    assert 'id="experience-link"' not in page and "Symbl" not in email.text
+    assert "Full insights and transcript" not in email.text
+    assert 'id="summary"' in email.html  # the notes themselves still go out
+    left_out = [r.__dict__ for r in warnings if r.getMessage() == "link left out"]
+    assert {r["link"] for r in left_out} == {"insights page", "provider summary page"}
+    assert all("token" not in str(r) for r in left_out)  # scheme and host only, not the link
+
+
+def test_https_and_loopback_http_links_are_kept(warnings: list[logging.LogRecord]) -> None:
+    local = "http://127.0.0.1:8080/meetings/abc%3D%3D?token=t.o.k"  # the local stack's pages
+    email = render_email(rich_document(), local)
+    assert f'id="insights-link" href="{local}"' in email.html and local in email.text
+    assert f'href="{EXPERIENCE}"' in email.html
+    assert warnings == []
