@@ -11,6 +11,21 @@ class ConfigurationError(InsightsError):
     """A setting or secret is missing or malformed; retrying will not help."""
 
 
+class SecretNotSet(ConfigurationError):
+    """A secret Terraform declared has no value yet (the operator sets it after `apply`).
+
+    Services that meet it log one line naming the secret and do nothing: between `terraform
+    apply` and `put-secret-value` that is the expected state, not an error worth an alarm.
+    """
+
+    def __init__(self, secret_id: str) -> None:
+        self.secret_id = secret_id
+        super().__init__(
+            f"secret {secret_id} has no value yet: set it as terraform/README.md says under "
+            "Deploy; until then this service does nothing"
+        )
+
+
 class SecretUnavailable(InsightsError):
     """A secret could not be read from Secrets Manager."""
 

@@ -64,12 +64,28 @@ class QueueSender:
         return self._client
 
     def send(self, message: StageMessage, *, delay_seconds: int = 0) -> str:
+        return self.send_body(
+            json.dumps(message.model_dump(mode="json", exclude_none=True)),
+            delay_seconds=delay_seconds,
+        )
+
+    def send_body(self, body: str, *, delay_seconds: int = 0) -> str:
         try:
             response = self.client.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=json.dumps(message.model_dump(mode="json", exclude_none=True)),
-                DelaySeconds=delay_seconds,
+                QueueUrl=self.queue_url, MessageBody=body, DelaySeconds=delay_seconds
             )
         except (ClientError, BotoCoreError) as e:
             raise QueueError(f"could not send to {self.queue_url}: {e}") from e
         return str(response["MessageId"])
+
+    def defer_batch(self, event: dict[str, Any], delay_seconds: int) -> dict[str, Any]:
+        """Put every record of an SQS batch back as a delayed copy and acknowledge the originals,
+        so waiting (for a secret, say) spends none of a message's receives. A record whose copy
+        could not be sent is reported as failed: SQS delivers it again, nothing is lost."""
+        failures = []
+        for record in event.get("Records", []):
+            try:
+                self.send_body(record["body"], delay_seconds=delay_seconds)
+            except QueueError:
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.core import aws
-from services.core.errors import ConfigurationError, SecretUnavailable
+from services.core.errors import ConfigurationError, SecretNotSet, SecretUnavailable
+from services.core.observability import logger
+
+# A message that waits for a secret comes back this much later (SQS's longest delay).
+SECRET_WAIT_SECONDS = 900
 
 _PERMANENT_CODES = {"ResourceNotFoundException", "AccessDeniedException", "InvalidRequestException"}
 
@@ -45,14 +49,18 @@ class SecretCache:
             response = self._client_factory().get_secret_value(SecretId=secret_id)
         except ClientError as e:
             code = aws.error_code(e)
+            if code == "ResourceNotFoundException":
+                # A declared secret without a version (AWSCURRENT) answers this; so would a wrong
+                # ARN, which Terraform's wiring rules out. Either way: the value is not set.
+                raise SecretNotSet(secret_id) from e
             if code in _PERMANENT_CODES:
                 raise ConfigurationError(f"secret {secret_id} cannot be read: {code}") from e
             raise SecretUnavailable(f"secret {secret_id} unavailable: {code}") from e
         except BotoCoreError as e:
             raise SecretUnavailable(f"secret {secret_id} unavailable: {type(e).__name__}") from e
         value = response.get("SecretString")
-        if not value:
-            raise ConfigurationError(f"secret {secret_id} has no string value")
+        if not value or not str(value).strip():
+            raise SecretNotSet(secret_id)
         with self._lock:
             self._values[secret_id] = (now, value)
         return str(value)
@@ -66,6 +74,8 @@ class SecretCache:
             raise ConfigurationError(f"secret {secret_id} is not a JSON object") from e
         if not isinstance(value, dict):
             raise ConfigurationError(f"secret {secret_id} is not a JSON object")
+        if not value:  # "{}": a placeholder, not a value
+            raise SecretNotSet(secret_id)
         missing = [k for k in required if not value.get(k)]
         if missing:
             raise ConfigurationError(f"secret {secret_id} lacks {', '.join(missing)}")
@@ -74,3 +84,19 @@ class SecretCache:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+
+
+def waiting_for_secrets(secrets: SecretReader, secret_ids: Iterable[str]) -> bool:
+    """True, after logging one line that names it, when one of `secret_ids` has no value yet.
+
+    Between `terraform apply` and the operator's `put-secret-value` a service checks this before
+    it starts work and, while it is true, does nothing: that is the expected state of a new
+    stack, not an error worth an alarm. Other read failures (throttling, access denied) raise.
+    """
+    for secret_id in secret_ids:
+        try:
+            secrets.get_string(secret_id)
+        except SecretNotSet as e:
+            logger.warning(str(e), secret=e.secret_id)
+            return True
+    return False

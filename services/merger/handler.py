@@ -6,13 +6,15 @@ from typing import Any
 
 from services.core import aws
 from services.core.observability import logger, metrics
-from services.core.queues import MergeRequest
+from services.core.queues import MergeRequest, QueueSender
+from services.core.secrets import SECRET_WAIT_SECONDS, SecretCache, waiting_for_secrets
 from services.core.settings import MergerSettings, cached_settings
 from services.core.sqs_consumer import consume_stage_batch
 from services.merger.dispatch import dispatch_merge
 from services.merger.merge import MergerDeps, build_deps, fail_merge
 
 _deps: MergerDeps | None = None
+_secrets = SecretCache()
 
 
 def handle_batch(event: dict[str, Any], deps: MergerDeps) -> dict[str, Any]:
@@ -36,6 +38,9 @@ def handle_batch(event: dict[str, Any], deps: MergerDeps) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _deps
+    settings = cached_settings(MergerSettings)
+    if waiting_for_secrets(_secrets, (settings.zoom_s2s_secret_arn,)):
+        return QueueSender(settings.merge_queue_url).defer_batch(event, SECRET_WAIT_SECONDS)
     if _deps is None:
-        _deps = build_deps(cached_settings(MergerSettings))
+        _deps = build_deps(settings)
     return handle_batch(event, _deps)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from services.core import aws
+from services.core.links import checked_signing_key
 from services.core.observability import logger, metrics
 from services.core.queues import NotifyRequest, QueueSender
 from services.core.recordings import RecordingStore
-from services.core.secrets import SecretCache
+from services.core.secrets import SECRET_WAIT_SECONDS, SecretCache, waiting_for_secrets
 from services.core.settings import NotifierSettings, cached_settings
 from services.core.sqs_consumer import consume_stage_batch
 from services.core.symbl import symbl_client
@@ -16,10 +17,20 @@ from services.notifier.notify import NotifierDeps, SesMailer, give_up, notify_me
 from services.notifier.render import render_email
 
 _deps: NotifierDeps | None = None
+_secrets = SecretCache()
 
 
-def build_deps(settings: NotifierSettings) -> NotifierDeps:
-    secrets = SecretCache()
+def build_deps(settings: NotifierSettings, secrets: SecretCache | None = None) -> NotifierDeps:
+    """The notifier's dependencies. The link-signing key is read here once, so that a key too
+    short to sign with stops the notifier at start (ConfigurationError naming the secret), and
+    checked again on every later read (a rotated value included)."""
+    secrets = secrets or SecretCache()
+    key_arn = settings.link_signing_key_secret_arn
+
+    def link_key() -> str:
+        return checked_signing_key(secrets.get_string(key_arn), key_arn)
+
+    link_key()
     return NotifierDeps(
         settings=settings,
         store=RecordingStore.from_settings(settings),
@@ -29,7 +40,7 @@ def build_deps(settings: NotifierSettings) -> NotifierDeps:
         render=render_email,
         sns=aws.client("sns"),
         notify_queue=QueueSender(settings.notify_queue_url),
-        link_key=lambda: secrets.get_string(settings.link_signing_key_secret_arn),
+        link_key=link_key,
     )
 
 
@@ -54,6 +65,10 @@ def handle_batch(event: dict[str, Any], deps: NotifierDeps) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _deps
+    settings = cached_settings(NotifierSettings)
+    needed = (settings.symbl_credentials_secret_arn, settings.link_signing_key_secret_arn)
+    if waiting_for_secrets(_secrets, needed):
+        return QueueSender(settings.notify_queue_url).defer_batch(event, SECRET_WAIT_SECONDS)
     if _deps is None:
-        _deps = build_deps(cached_settings(NotifierSettings))
+        _deps = build_deps(settings, _secrets)
     return handle_batch(event, _deps)

@@ -10,7 +10,7 @@ from services.core.observability import logger, metrics
 from services.core.pump import LambdaPumpNudger
 from services.core.queues import QueueSender
 from services.core.recordings import RecordingStore
-from services.core.secrets import SecretCache
+from services.core.secrets import SecretCache, waiting_for_secrets
 from services.core.settings import ReconcilerSettings, SubmitterSettings, cached_settings
 from services.core.slots import SlotPool
 from services.core.symbl import SymblClient, symbl_client
@@ -20,6 +20,7 @@ from services.submitter.reconciler import ReconcilerDeps, reconcile
 
 _pump: PumpDeps | None = None
 _reconciler: ReconcilerDeps | None = None
+_secrets = SecretCache()
 
 
 def job_deps(settings: SubmitterSettings, speech: SymblClient) -> JobDeps:
@@ -34,8 +35,8 @@ def job_deps(settings: SubmitterSettings, speech: SymblClient) -> JobDeps:
     )
 
 
-def build_pump_deps(settings: SubmitterSettings) -> PumpDeps:
-    speech = symbl_client(settings, SecretCache())
+def build_pump_deps(settings: SubmitterSettings, secrets: SecretCache | None = None) -> PumpDeps:
+    speech = symbl_client(settings, secrets or SecretCache())
     jobs = job_deps(settings, speech)
     return PumpDeps(
         settings=settings,
@@ -48,8 +49,10 @@ def build_pump_deps(settings: SubmitterSettings) -> PumpDeps:
     )
 
 
-def build_reconciler_deps(settings: ReconcilerSettings) -> ReconcilerDeps:
-    jobs = job_deps(settings, symbl_client(settings, SecretCache()))
+def build_reconciler_deps(
+    settings: ReconcilerSettings, secrets: SecretCache | None = None
+) -> ReconcilerDeps:
+    jobs = job_deps(settings, symbl_client(settings, secrets or SecretCache()))
     return ReconcilerDeps(
         settings=settings,
         jobs=jobs,
@@ -62,8 +65,11 @@ def build_reconciler_deps(settings: ReconcilerSettings) -> ReconcilerDeps:
 @logger.inject_lambda_context(clear_state=True)
 def pump_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _pump
+    settings = cached_settings(SubmitterSettings)
+    if waiting_for_secrets(_secrets, (settings.symbl_credentials_secret_arn,)):
+        return {"skipped": "secret not set"}  # nothing can be submitted: the messages wait
     if _pump is None:
-        _pump = build_pump_deps(cached_settings(SubmitterSettings))
+        _pump = build_pump_deps(settings, _secrets)
     report = run_pump(_pump)
     logger.info(
         "pump finished",
@@ -78,7 +84,10 @@ def pump_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def reconciler_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _reconciler
+    settings = cached_settings(ReconcilerSettings)
+    if waiting_for_secrets(_secrets, (settings.symbl_credentials_secret_arn,)):
+        return {"skipped": "secret not set"}  # nothing reached Symbl: nothing to repair yet
     if _reconciler is None:
-        _reconciler = build_reconciler_deps(cached_settings(ReconcilerSettings))
+        _reconciler = build_reconciler_deps(settings, _secrets)
     report = reconcile(_reconciler)
     return {"repairs": report.repairs, "errors": report.errors}
