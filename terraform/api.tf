@@ -1,13 +1,17 @@
 # The public HTTP entry: an API Gateway HTTP API whose four routes all go to the webhook function
 # (payload format 2.0; Flask routes inside). Authentication is the application's: Zoom's HMAC
 # signature, the per-recording secret in the Symbl callback URL, the signed insights link.
+#
+# The insights page's route is greedy (`{uuid+}`): Zoom meeting UUIDs hold '/', which the link
+# sends as %2F and API Gateway decodes before it matches routes, so a one-segment `{uuid}` would
+# answer 404 for every such meeting.
 
 locals {
   api_routes = toset([
     "POST /zoom/webhook",
     "POST /symbl/callback/{secret}",
     "GET /healthz",
-    "GET /meetings/{uuid}",
+    "GET /meetings/{uuid+}",
   ])
 }
 
@@ -47,10 +51,54 @@ resource "aws_apigatewayv2_stage" "default" {
   name        = "$default"
   auto_deploy = true
 
+  # The default for a route without its own settings below (none today).
   default_route_settings {
     throttling_burst_limit   = var.api_throttling_burst_limit
     throttling_rate_limit    = var.api_throttling_rate_limit
     detailed_metrics_enabled = true
+  }
+
+  # Each route its own token bucket, so a flood on one route is answered 429 on that route alone
+  # and never spends the Zoom webhook's. The route_key references order the settings after the
+  # routes (API Gateway refuses settings for a route key that does not exist yet).
+  route_settings {
+    route_key                = aws_apigatewayv2_route.webhook["POST /zoom/webhook"].route_key
+    throttling_rate_limit    = var.api_zoom_webhook_rate_limit
+    throttling_burst_limit   = var.api_zoom_webhook_burst_limit
+    detailed_metrics_enabled = true
+  }
+
+  route_settings {
+    route_key                = aws_apigatewayv2_route.webhook["POST /symbl/callback/{secret}"].route_key
+    throttling_rate_limit    = var.api_symbl_callback_rate_limit
+    throttling_burst_limit   = var.api_symbl_callback_burst_limit
+    detailed_metrics_enabled = true
+  }
+
+  route_settings {
+    route_key                = aws_apigatewayv2_route.webhook["GET /meetings/{uuid+}"].route_key
+    throttling_rate_limit    = var.api_insights_page_rate_limit
+    throttling_burst_limit   = var.api_insights_page_burst_limit
+    detailed_metrics_enabled = true
+  }
+
+  route_settings {
+    route_key                = aws_apigatewayv2_route.webhook["GET /healthz"].route_key
+    throttling_rate_limit    = var.api_healthz_rate_limit
+    throttling_burst_limit   = var.api_healthz_burst_limit
+    detailed_metrics_enabled = true
+  }
+
+  lifecycle {
+    # Every route runs in the webhook function: the other routes' bursts together must leave
+    # some of its reserved concurrency to Zoom, or junk on them could still crowd Zoom out.
+    precondition {
+      condition = (
+        var.api_symbl_callback_burst_limit + var.api_insights_page_burst_limit + var.api_healthz_burst_limit
+        < var.webhook_reserved_concurrency
+      )
+      error_message = "The Symbl callback, insights page and health check burst limits together must stay below webhook_reserved_concurrency."
+    }
   }
 
   # The route key, never the path or query: paths carry the callback secret, queries the link token.

@@ -4,7 +4,12 @@
 
 variable "aws_region" {
   type        = string
-  description = "AWS region of the whole stack (SES must be available there)."
+  description = "AWS region of the whole stack (SES must be available there); the provider's region, output as aws_region for the deploy steps."
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.aws_region))
+    error_message = "aws_region must be a region code such as eu-west-1."
+  }
 }
 
 variable "name_prefix" {
@@ -110,8 +115,13 @@ variable "deletion_protection" {
 
 variable "secret_recovery_window_days" {
   type        = number
-  description = "Days a deleted secret can still be restored (0 deletes at once; 7..30 otherwise)."
+  description = "Days a deleted secret can still be restored (0 deletes at once; 7..30 otherwise). Its name stays taken meanwhile: a stack re-created with the same name_prefix within the window collides with it (restore-secret, or 0 for throwaway stacks)."
   default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 (delete at once) or between 7 and 30 (what Secrets Manager accepts)."
+  }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -120,13 +130,13 @@ variable "secret_recovery_window_days" {
 
 variable "api_throttling_rate_limit" {
   type        = number
-  description = "Steady-state requests per second the HTTP API accepts (all routes)."
+  description = "Steady-state requests per second for a route without its own route_settings (each public route has its own)."
   default     = 50
 }
 
 variable "api_throttling_burst_limit" {
   type        = number
-  description = "Burst of requests the HTTP API accepts above the rate."
+  description = "Burst above the rate for a route without its own route_settings (each public route has its own)."
   default     = 100
 }
 
@@ -231,4 +241,56 @@ variable "notify_extra_recipients" {
   type        = list(string)
   description = "Addresses that receive every summary email besides the meeting host."
   default     = []
+}
+
+# ---------------------------------------------------------------------------------------------
+# HTTP API: each route's own throttle (requests per second, and the burst above it)
+# ---------------------------------------------------------------------------------------------
+
+variable "api_zoom_webhook_rate_limit" {
+  type        = number
+  description = "Steady-state requests per second POST /zoom/webhook accepts; no other route spends it."
+  default     = 50
+}
+
+variable "api_zoom_webhook_burst_limit" {
+  type        = number
+  description = "Burst of requests POST /zoom/webhook accepts above its rate."
+  default     = 100
+}
+
+variable "api_symbl_callback_rate_limit" {
+  type        = number
+  description = "Steady-state requests per second POST /symbl/callback/{secret} accepts (a callback is a hint; the reconciler settles any job whose callback was refused)."
+  default     = 10
+}
+
+variable "api_symbl_callback_burst_limit" {
+  type        = number
+  description = "Burst of requests POST /symbl/callback/{secret} accepts above its rate (with the page's and the health check's, below webhook_reserved_concurrency)."
+  default     = 10
+}
+
+variable "api_insights_page_rate_limit" {
+  type        = number
+  description = "Steady-state requests per second GET /meetings/{uuid+} (the insights page) accepts."
+  default     = 5
+}
+
+variable "api_insights_page_burst_limit" {
+  type        = number
+  description = "Burst of requests GET /meetings/{uuid+} accepts above its rate (with the callback's and the health check's, below webhook_reserved_concurrency)."
+  default     = 5
+}
+
+variable "api_healthz_rate_limit" {
+  type        = number
+  description = "Steady-state requests per second GET /healthz accepts."
+  default     = 1
+}
+
+variable "api_healthz_burst_limit" {
+  type        = number
+  description = "Burst of requests GET /healthz accepts above its rate (with the callback's and the page's, below webhook_reserved_concurrency)."
+  default     = 2
 }

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import aws
-from services.core.errors import NotFound, StateConflict
+from services.core.errors import NotFound, PermanentError, StateConflict
 from services.core.settings import CoreSettings
 
 STATE_INDEX = "by-state"
@@ -233,6 +233,10 @@ class RecordingStore:
         except ClientError as e:
             if aws.error_code(e) == "ConditionalCheckFailedException":
                 return False
+            if aws.error_code(e) == "ValidationException":
+                # The one input-dependent refusal left after the event's own bounds: an item
+                # over DynamoDB's 400 KB. Retrying cannot help.
+                raise PermanentError(f"recording item refused: {e}") from e
             raise
         return True
 
@@ -343,6 +347,10 @@ class RecordingStore:
         except ClientError as e:
             if aws.error_code(e) == "ConditionalCheckFailedException":
                 return False
+            if aws.error_code(e) == "ValidationException":
+                # The one input-dependent refusal left after the event's own bounds: an item
+                # over DynamoDB's 400 KB. Retrying cannot help.
+                raise PermanentError(f"recording item refused: {e}") from e
             raise
         return True
 

@@ -21,6 +21,10 @@ _handler: Mangum | None = None
 def build_handler(deps: WebhookDeps | None = None) -> Mangum:
     app = create_app(deps if deps is not None else build_deps)
     asgi = BufferedBody(WsgiToAsgi(app), max_body_bytes=MAX_BODY_BYTES)  # type: ignore[no-untyped-call]
+    # The path Flask routes on is Mangum's unquote() of requestContext.http.path, which an HTTP API
+    # hands over already percent-decoded (a link's %2F arrives as '/'). The second decoding
+    # changes nothing in a Zoom UUID (A-Z a-z 0-9 + / =), so the page reads the UUID that API
+    # Gateway matched as the greedy {uuid+}.
     return Mangum(asgi, lifespan="off", api_gateway_base_path="/")
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
+from services.core.errors import SecretNotSet
 from services.core.links import PageLinkExpired, PageLinkInvalid, read_page_token
 from services.core.observability import logger, record_metric
 from services.core.recordings import Recording
@@ -95,7 +96,13 @@ def insights_blueprint(get_page_deps: Callable[[], InsightsPageDeps]) -> Bluepri
         if not token or len(token) > MAX_TOKEN_CHARS:
             return _error(NOT_FOUND)
         try:
-            read_page_token(token, meeting_uuid, deps.signing_key(), deps.clock())
+            key = deps.signing_key()
+        except SecretNotSet as e:
+            # A new stack before its key is set: no link can be valid yet. One line, no alarm.
+            logger.warning("secret not set yet; page not served", secret_id=e.secret_id)
+            return _error(NOT_FOUND)
+        try:
+            read_page_token(token, meeting_uuid, key, deps.clock())
         except PageLinkExpired:
             record_metric("InsightsPageExpired")
             return _error(EXPIRED)

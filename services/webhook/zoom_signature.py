@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
+
+# Zoom sends Unix seconds. Anything else (signs, spaces, underscores and non-ASCII digits that int()
+# would accept, or a number too large to compare with a float clock) is refused before any use.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class SignatureRejected(Exception):
@@ -37,10 +42,9 @@ def verify_zoom_signature(
     """Raise SignatureRejected unless the raw body is signed by `secret_token` and fresh."""
     if not timestamp_header or not signature_header:
         raise SignatureRejected("missing x-zm-request-timestamp or x-zm-signature header")
-    try:
-        timestamp = int(timestamp_header)
-    except ValueError as e:
-        raise SignatureRejected("x-zm-request-timestamp is not a Unix time in seconds") from e
+    if not _TIMESTAMP.fullmatch(timestamp_header):
+        raise SignatureRejected("x-zm-request-timestamp is not a Unix time in seconds")
+    timestamp = int(timestamp_header)
     expected = zoom_signature(secret_token, timestamp_header, body)
     if not hmac.compare_digest(expected.encode(), signature_header.encode()):
         raise SignatureRejected("signature does not match")

@@ -213,3 +213,47 @@ def test_queue_failure_leaves_no_stranded_item_and_asks_zoom_to_retry(
     response = app.test_client().post("/zoom/webhook", data=body, headers=signed(body))
     assert response.status_code == 503
     assert table_items(stack) == []
+
+
+@pytest.mark.parametrize(
+    "oversize",
+    [
+        pytest.param(
+            lambda e: e["payload"]["object"].update(uuid="U" * 2100), id="uuid-over-a-key"
+        ),
+        pytest.param(lambda e: e.update(download_token="t" * 300_000), id="token-over-sqs"),
+        pytest.param(
+            lambda e: e["payload"]["object"]["participant_audio_files"][0].update(
+                download_url="https://zoom.us/" + "x" * 5000
+            ),
+            id="url",
+        ),
+    ],
+)
+def test_a_signed_event_beyond_what_aws_stores_gets_400_and_writes_nothing(
+    stack: ProvisionedStack, handler: Any, oversize: Any
+) -> None:
+    event = recording_completed("oversize==")
+    oversize(event)
+    body = compact_json(event)
+    response = handler(
+        http_api_event("POST", "/zoom/webhook", body, signed(body)), FakeLambdaContext()
+    )
+    assert response["statusCode"] == 400, response["body"]
+    assert table_items(stack) == [] and merge_messages(stack) == []
+
+
+def test_a_signed_event_whose_item_exceeds_dynamodb_s_limit_gets_422_not_a_5xx(
+    stack: ProvisionedStack, handler: Any
+) -> None:
+    event = recording_completed("many-files==", participants=[f"P{i}" for i in range(450)])
+    for track in event["payload"]["object"]["participant_audio_files"]:
+        track["recording_start"] = "2023-11-14T22:10:05Z"
+        track["download_url"] = "https://zoom.us/rec/download/" + "x" * 900
+    body = compact_json(event)
+    assert len(body) < 1024 * 1024  # under the body cap: the store is what refuses it
+    response = handler(
+        http_api_event("POST", "/zoom/webhook", body, signed(body)), FakeLambdaContext()
+    )
+    assert response["statusCode"] == 422, response["body"]
+    assert table_items(stack) == [] and merge_messages(stack) == []

@@ -1,4 +1,9 @@
-"""API Gateway HTTP API (payload format 2.0) events, as Lambda receives them."""
+"""API Gateway HTTP API (payload format 2.0) events, as Lambda receives them.
+
+An HTTP API hands the path over percent-decoded, in `rawPath` and `requestContext.http.path`
+alike (a `%2F` arrives as `/`); `rawQueryString` stays encoded. Pass `path` decoded, as it would
+arrive; `route_key` and `path_parameters` are what the matched route put in the event.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,17 @@ def http_api_event(
     base64_body: bool = False,
     include_content_length: bool = True,
     query: str = "",
+    route_key: str = "$default",
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     all_headers = {k.lower(): v for k, v in (headers or {}).items()}
     if include_content_length and body:
         all_headers["content-length"] = str(len(body))
     else:
         all_headers.pop("content-length", None)
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": query,
         "headers": all_headers,
@@ -42,7 +49,7 @@ def http_api_event(
                 "userAgent": all_headers.get("user-agent", "test"),
             },
             "requestId": uuid.uuid4().hex,
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": "27/Nov/2026:17:00:00 +0000",
             "timeEpoch": int(time.time() * 1000),
@@ -50,6 +57,9 @@ def http_api_event(
         "body": base64.b64encode(body).decode() if base64_body else body.decode("utf-8"),
         "isBase64Encoded": base64_body,
     }
+    if path_parameters is not None:
+        event["pathParameters"] = path_parameters
+    return event
 
 
 class FakeLambdaContext:

@@ -99,3 +99,21 @@ def test_future_timestamp_within_skew_passes_and_beyond_is_rejected() -> None:
 def test_signature_with_non_ascii_garbage_is_rejected_not_crashing() -> None:
     with pytest.raises(SignatureRejected):
         verify(sig="v0=ñññ")
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "+1701461193",  # int() takes a sign,
+        " 1701461193",  # surrounding spaces,
+        "1_701_461_193",  # underscores
+        "١٧٠١٤٦١١٩٣",  # and any script's digits
+        "9" * 400,  # and numbers no float clock can be compared with
+        "1701461193.0",
+        "0x6572ba49",
+    ],
+)
+def test_only_unix_seconds_in_ascii_digits_are_a_timestamp(ts: str) -> None:
+    # Signed correctly over the header as sent, so only the timestamp's form can refuse it.
+    with pytest.raises(SignatureRejected, match="Unix time"):
+        verify(ts=ts, sig=zoom_signature(SECRET, ts, VECTOR_BODY), now=1701461193.25)
