@@ -1,12 +1,20 @@
 # syntax=docker/dockerfile:1.7
 # Lambda image of one service, chosen by the SERVICE build argument. From the repository root:
-#   docker build -f docker/lambda.Dockerfile --build-arg SERVICE=webhook -t <repo>:<tag> .
+#   docker build --provenance=false --platform linux/amd64 -f docker/lambda.Dockerfile \
+#     --build-arg SERVICE=webhook -t <repo>:<tag> .
+# (no provenance attestation: Lambda refuses the image index it turns the tag into; amd64: the
+# functions are declared x86_64.)
 # SERVICE is one of the pyproject.toml optional dependency groups: webhook | merger | submitter |
 # notifier. The submitter image serves both the pump and the reconciler (Terraform sets
 # image_config.command); only the merger image carries ffmpeg.
 # Layers, most stable first: dependencies, (ffmpeg), services/core, the service's own code, CMD.
 
-ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12.2026.06.02.15-x86_64
+# AWS's Python 3.12 Lambda base image, pinned by digest: the digest of the 3.12 tag that
+# nationalarchives/ds-caselaw-data-enrichment-service pinned (and built its Lambda images from) in
+# pull request #1959, merged 2026-06-12. A tag's digest names its multi-platform image index;
+# --platform linux/amd64 picks the x86_64 image from it.
+# To move on: docker buildx imagetools inspect public.ecr.aws/lambda/python:3.12 (the Digest line).
+ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12@sha256:60d905e5b5329af7f2bd8289c5f989b91a33963e9908b29511b2d119721e67d0
 # Static ffmpeg/ffprobe 7.1.1 (no shared libraries), pinned by digest.
 ARG FFMPEG_IMAGE=mwader/static-ffmpeg:7.1.1@sha256:11a44711684c0b9f754c047dcd64235b8b52deab251bd0e0a86f22faa160749c
 ARG SERVICE=webhook

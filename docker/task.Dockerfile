@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # Fargate task image for long merges. From the repository root:
-#   docker build -f docker/task.Dockerfile -t <repo>:<tag> .
+#   docker build --provenance=false --platform linux/amd64 -f docker/task.Dockerfile -t <repo>:<tag> .
+# (the task definition declares X86_64; one image manifest, no attestation index, as for Lambda.)
 # Runs `python -m services.merger.task` as a non-root user on a read-only root filesystem; the
 # task definition mounts its scratch volume on /tmp.
 

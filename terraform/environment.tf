@@ -30,7 +30,7 @@ locals {
     SUBMIT_QUEUE_URL             = module.submit_queue.url
     NOTIFY_QUEUE_URL             = module.notify_queue.url
     PUMP_FUNCTION_NAME           = module.pump.function_name
-    # The insights page (GET /meetings/{uuid}): checks the signed link, reads insights/ objects.
+    # The insights page (GET /meetings/{uuid+}): checks the signed link, reads insights/ objects.
     MEDIA_BUCKET                = aws_s3_bucket.media.bucket
     LINK_SIGNING_KEY_SECRET_ARN = aws_secretsmanager_secret.this["link-signing-key"].arn
   }

@@ -8,7 +8,7 @@ module "webhook" {
 
   function_name        = "${var.name_prefix}-webhook"
   description          = "HTTP entry: Zoom webhook, Symbl callback, health, insights page"
-  image_uri            = local.image_uris["webhook"]
+  image_uri            = local.function_image_uris["webhook"]
   image_command        = ["services.webhook.handler.lambda_handler"]
   timeout_seconds      = local.function_timeouts.webhook
   memory_mb            = 512
@@ -24,6 +24,7 @@ module "webhook" {
     "read-secrets"     = data.aws_iam_policy_document.webhook_read_secrets.json
     "nudge-pump"       = data.aws_iam_policy_document.webhook_nudge_pump.json
     "read-insights"    = data.aws_iam_policy_document.webhook_read_insights.json
+    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 
@@ -32,7 +33,7 @@ module "merger" {
 
   function_name        = "${var.name_prefix}-merger"
   description          = "Downloads participant audio and merges it (short meetings) or starts the Fargate task (long ones)"
-  image_uri            = local.image_uris["merger"]
+  image_uri            = local.function_image_uris["merger"]
   image_command        = ["services.merger.handler.lambda_handler"]
   timeout_seconds      = local.function_timeouts.merger
   memory_mb            = 4096  # ~2.3 vCPUs for ffmpeg
@@ -56,6 +57,7 @@ module "merger" {
     "read-secrets"     = data.aws_iam_policy_document.merger_read_secrets.json
     "run-merge-task"   = data.aws_iam_policy_document.merger_run_merge_task.json
     "nudge-pump"       = data.aws_iam_policy_document.merger_nudge_pump.json
+    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 
@@ -64,7 +66,7 @@ module "pump" {
 
   function_name        = local.pump_function_name
   description          = "Submitter pump: holds a Symbl slot per job, submits merged files from the submit queue"
-  image_uri            = local.image_uris["submitter"]
+  image_uri            = local.function_image_uris["submitter"]
   image_command        = ["services.submitter.handler.pump_handler"]
   timeout_seconds      = local.function_timeouts.pump
   memory_mb            = 256
@@ -86,6 +88,7 @@ module "pump" {
     "read-secrets"     = data.aws_iam_policy_document.pump_read_secrets.json
     "enqueue-stages"   = data.aws_iam_policy_document.pump_enqueue_stages.json
     "nudge-pump"       = data.aws_iam_policy_document.pump_nudge_pump.json
+    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 
@@ -94,7 +97,7 @@ module "reconciler" {
 
   function_name        = "${var.name_prefix}-reconciler"
   description          = "Every minute: repairs stranded slots, merges and meetings; starts the pump"
-  image_uri            = local.image_uris["submitter"]
+  image_uri            = local.function_image_uris["submitter"]
   image_command        = ["services.submitter.handler.reconciler_handler"]
   timeout_seconds      = local.function_timeouts.reconciler
   memory_mb            = 256
@@ -115,6 +118,7 @@ module "reconciler" {
     "read-secrets"        = data.aws_iam_policy_document.reconciler_read_secrets.json
     "inspect-merge-tasks" = data.aws_iam_policy_document.reconciler_inspect_merge_tasks.json
     "alert-operators"     = data.aws_iam_policy_document.reconciler_alert_operators.json
+    "table-key"           = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 
@@ -123,7 +127,7 @@ module "notifier" {
 
   function_name        = "${var.name_prefix}-notifier"
   description          = "Fetches Symbl insights into S3 and emails the host a summary"
-  image_uri            = local.image_uris["notifier"]
+  image_uri            = local.function_image_uris["notifier"]
   image_command        = ["services.notifier.handler.lambda_handler"]
   timeout_seconds      = local.function_timeouts.notifier
   memory_mb            = 512
@@ -145,6 +149,7 @@ module "notifier" {
     "send-email"       = data.aws_iam_policy_document.notifier_send_email.json
     "read-secrets"     = data.aws_iam_policy_document.notifier_read_secrets.json
     "enqueue-notify"   = data.aws_iam_policy_document.notifier_enqueue_notify.json
+    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 

@@ -12,6 +12,25 @@ locals {
   media_object_arn           = { for key, prefix in local.media_prefixes : key => "${aws_s3_bucket.media.arn}/${prefix}*" }
 }
 
+# Every role that reads or writes a DynamoDB table: the tables are encrypted with the stack's key
+# (storage.tf), and DynamoDB decrypts the table key with the caller's permissions when a caller
+# first reaches the table (then caches it for minutes; data keys are made and kept outside KMS, so
+# a write needs nothing more): https://docs.aws.amazon.com/kms/latest/developerguide/services-dynamodb.html
+# ("Table keys", "Table key caching"). Only through DynamoDB, never directly.
+data "aws_iam_policy_document" "dynamodb_table_key" {
+  statement {
+    sid       = "DecryptTableKeyThroughDynamoDb"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.observability.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${local.region}.${local.dns_suffix}"]
+    }
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # webhook: Zoom intake, Symbl callback, insights page
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +81,7 @@ data "aws_iam_policy_document" "webhook_nudge_pump" {
   }
 }
 
-# The insights page (GET /meetings/{uuid}) renders the stored insights document.
+# The insights page (GET /meetings/{uuid+}) renders the stored insights document.
 data "aws_iam_policy_document" "webhook_read_insights" {
   statement {
     sid       = "ReadInsights"

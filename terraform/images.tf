@@ -9,6 +9,12 @@ locals {
 
   # Every image of a deployment carries the same tag (the commit it was built from).
   image_uris = { for name, repository in aws_ecr_repository.images : name => "${repository.repository_url}:${var.image_tag}" }
+
+  # The function images, read through the repository policy that lets Lambda pull them: the
+  # reference orders every function after its repository's policy. Without it Terraform may
+  # create a function first; Lambda then adds its own statement to the repository policy
+  # (or fails when the deployer may not set one), and the next apply overwrites it and shows drift.
+  function_image_uris = { for name, policy in aws_ecr_repository_policy.lambda_images : name => local.image_uris[name] }
 }
 
 resource "aws_ecr_repository" "images" {

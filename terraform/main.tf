@@ -83,10 +83,12 @@ locals {
   }
 }
 
-# One customer-managed key for what AWS services write for us: log groups and the alerts topic.
-# (CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed SNS key.)
+# The stack's customer managed key, for what AWS services store for us: log groups, the alerts
+# topic and the DynamoDB tables (their items hold host emails). (CloudWatch alarms cannot publish
+# to a topic encrypted with the AWS-managed SNS key.) The resource keeps its first name, which
+# Terraform state holds; renaming it would replace the key.
 resource "aws_kms_key" "observability" {
-  description             = "${var.name_prefix}: CloudWatch log groups and the operator alerts topic"
+  description             = "${var.name_prefix}: CloudWatch log groups, the operator alerts topic, the DynamoDB tables"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.observability_key.json
@@ -130,6 +132,25 @@ data "aws_iam_policy_document" "observability_key" {
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/apigateway/${var.name_prefix}-*",
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/ecs/${var.name_prefix}-*",
       ]
+    }
+  }
+
+  # DynamoDB (tables encrypted with this key, storage.tf). Who may use the key through DynamoDB is
+  # decided by IAM (the first statement delegates to it): each service role gets kms:Decrypt with
+  # kms:ViaService = dynamodb.<region> (iam.tf), and the deployer's own IAM permissions cover
+  # what creating a table asks of the key (DescribeKey, CreateGrant, GenerateDataKey). DynamoDB
+  # itself reads the key's metadata directly (read-only), as the policy of AWS's own DynamoDB key
+  # allows it to:
+  # https://docs.aws.amazon.com/kms/latest/developerguide/services-dynamodb.html (key policy,
+  # grants) and https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/encryption.usagenotes.html.
+  statement {
+    sid       = "DynamoDbReadsKeyMetadata"
+    actions   = ["kms:Describe*", "kms:Get*", "kms:List*"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["dynamodb.amazonaws.com"]
     }
   }
 

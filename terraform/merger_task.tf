@@ -34,5 +34,6 @@ module "merger_task" {
     "enqueue-submit"   = data.aws_iam_policy_document.merger_enqueue_submit.json
     "read-secrets"     = data.aws_iam_policy_document.merger_read_secrets.json
     "nudge-pump"       = data.aws_iam_policy_document.merger_nudge_pump.json
+    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }

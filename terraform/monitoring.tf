@@ -2,24 +2,12 @@
 # the operator alerts topic (main.tf).
 
 locals {
-  # Which service emits which EMF metric: the "service" dimension Powertools adds to each.
-  # Adjust when a metric moves between services.
-  metric_service = {
-    WebhookAccepted     = local.service_names.webhook
-    WebhookRejected     = local.service_names.webhook
-    WebhookDuplicate    = local.service_names.webhook
-    WebhookIgnored      = local.service_names.webhook
-    MergeSeconds        = local.service_names.merger
-    MergeRealtimeFactor = local.service_names.merger
-    SlotsInUse          = local.service_names.pump
-    SymblSubmits        = local.service_names.pump
-    Symbl429s           = local.service_names.pump
-    SymblJobsFailed     = local.service_names.webhook # the Symbl callback; the reconciler too (below)
-    EmailsSent          = local.service_names.notifier
-    EndToEndSeconds     = local.service_names.notifier
-    StuckMeetings       = local.service_names.reconciler
-    ReconcilerRepairs   = local.service_names.reconciler
-  }
+  # Application metrics are EMF metrics in local.metrics_namespace with one dimension, "service":
+  # the POWERTOOLS_SERVICE_NAME of the function that emits them (environment.tf). A widget line or
+  # an alarm must name the service that really emits the metric, or it never shows data; each line
+  # below is therefore written out as [namespace, metric, "service", emitter, {options}].
+  # tests/integration/test_metrics_contract.py collects what each function's code emits and holds
+  # every line and alarm here to it (and every emitted metric must be on the dashboard).
 
   functions = {
     webhook    = module.webhook.function_name
@@ -37,19 +25,16 @@ locals {
 
   dashboard_name = "${var.name_prefix}-insights-pipeline"
 
-  # ["namespace", "metric", dimension..., { options }] rows for the widgets below.
-  app_metric = { for name, service in local.metric_service : name => [local.metrics_namespace, name, "service", service] }
-
   dashboard_widgets = [
     {
       type = "metric", x = 0, y = 0, width = 12, height = 6
       properties = {
         title = "Zoom webhooks", region = local.region, view = "timeSeries", stat = "Sum", period = 300
         metrics = [
-          concat(local.app_metric.WebhookAccepted, [{ label = "accepted" }]),
-          concat(local.app_metric.WebhookDuplicate, [{ label = "duplicate" }]),
-          concat(local.app_metric.WebhookRejected, [{ label = "rejected" }]),
-          concat(local.app_metric.WebhookIgnored, [{ label = "other events" }]),
+          [local.metrics_namespace, "WebhookAccepted", "service", local.service_names.webhook, { label = "accepted" }],
+          [local.metrics_namespace, "WebhookDuplicate", "service", local.service_names.webhook, { label = "duplicate" }],
+          [local.metrics_namespace, "WebhookRejected", "service", local.service_names.webhook, { label = "rejected" }],
+          [local.metrics_namespace, "WebhookIgnored", "service", local.service_names.webhook, { label = "other events" }],
           ["AWS/ApiGateway", "4xx", "ApiId", aws_apigatewayv2_api.http.id, "Stage", "$default", { label = "API 4xx" }],
           ["AWS/ApiGateway", "5xx", "ApiId", aws_apigatewayv2_api.http.id, "Stage", "$default", { label = "API 5xx" }],
         ]
@@ -60,9 +45,9 @@ locals {
       properties = {
         title = "End-to-end latency (webhook to email), seconds", region = local.region, view = "timeSeries", period = 900
         metrics = [
-          concat(local.app_metric.EndToEndSeconds, [{ stat = "p50", label = "p50" }]),
-          concat(local.app_metric.EndToEndSeconds, [{ stat = "p90", label = "p90" }]),
-          concat(local.app_metric.EndToEndSeconds, [{ stat = "Maximum", label = "max" }]),
+          [local.metrics_namespace, "EndToEndSeconds", "service", local.service_names.notifier, { stat = "p50", label = "p50" }],
+          [local.metrics_namespace, "EndToEndSeconds", "service", local.service_names.notifier, { stat = "p90", label = "p90" }],
+          [local.metrics_namespace, "EndToEndSeconds", "service", local.service_names.notifier, { stat = "Maximum", label = "max" }],
         ]
       }
     },
@@ -71,9 +56,9 @@ locals {
       properties = {
         title = "Merge duration, seconds", region = local.region, view = "timeSeries", period = 900
         metrics = [
-          concat(local.app_metric.MergeSeconds, [{ stat = "p50", label = "p50" }]),
-          concat(local.app_metric.MergeSeconds, [{ stat = "p90", label = "p90" }]),
-          concat(local.app_metric.MergeSeconds, [{ stat = "Maximum", label = "max" }]),
+          [local.metrics_namespace, "MergeSeconds", "service", local.service_names.merger, { stat = "p50", label = "p50" }],
+          [local.metrics_namespace, "MergeSeconds", "service", local.service_names.merger, { stat = "p90", label = "p90" }],
+          [local.metrics_namespace, "MergeSeconds", "service", local.service_names.merger, { stat = "Maximum", label = "max" }],
         ]
       }
     },
@@ -82,8 +67,8 @@ locals {
       properties = {
         title = "Merge realtime factor (meeting seconds per merge second)", region = local.region, view = "timeSeries", period = 900
         metrics = [
-          concat(local.app_metric.MergeRealtimeFactor, [{ stat = "Average", label = "average" }]),
-          concat(local.app_metric.MergeRealtimeFactor, [{ stat = "Minimum", label = "slowest" }]),
+          [local.metrics_namespace, "MergeRealtimeFactor", "service", local.service_names.merger, { stat = "Average", label = "average" }],
+          [local.metrics_namespace, "MergeRealtimeFactor", "service", local.service_names.merger, { stat = "Minimum", label = "slowest" }],
         ]
       }
     },
@@ -92,7 +77,7 @@ locals {
       properties = {
         title = "Symbl slots in use", region = local.region, view = "timeSeries", period = 60
         metrics = [
-          concat(local.app_metric.SlotsInUse, [{ stat = "Maximum", label = "in use" }]),
+          [local.metrics_namespace, "SlotsInUse", "service", local.service_names.reconciler, { stat = "Maximum", label = "in use" }],
         ]
         annotations = { horizontal = [{ label = "limit", value = var.symbl_concurrency_limit }] }
         yAxis       = { left = { min = 0 } }
@@ -101,12 +86,15 @@ locals {
     {
       type = "metric", x = 0, y = 12, width = 8, height = 6
       properties = {
-        title = "Symbl submits, 429s, failed jobs", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        title = "Symbl submits, 429s, lost answers, failed and timed-out jobs", region = local.region, view = "timeSeries", stat = "Sum", period = 300
         metrics = [
-          concat(local.app_metric.SymblSubmits, [{ label = "submits" }]),
-          concat(local.app_metric.Symbl429s, [{ label = "429s" }]),
-          concat(local.app_metric.SymblJobsFailed, [{ label = "failed jobs (callback)" }]),
+          [local.metrics_namespace, "SymblSubmits", "service", local.service_names.pump, { label = "submits" }],
+          [local.metrics_namespace, "Symbl429s", "service", local.service_names.pump, { label = "429s" }],
+          [local.metrics_namespace, "SymblSubmitOutcomeUnknown", "service", local.service_names.pump, { label = "submit answer lost" }],
+          [local.metrics_namespace, "SymblJobsFailed", "service", local.service_names.webhook, { label = "failed jobs (callback)" }],
+          [local.metrics_namespace, "SymblJobsFailed", "service", local.service_names.pump, { label = "failed jobs (pump)" }],
           [local.metrics_namespace, "SymblJobsFailed", "service", local.service_names.reconciler, { label = "failed jobs (reconciler)" }],
+          [local.metrics_namespace, "SymblJobsTimedOut", "service", local.service_names.reconciler, { label = "jobs past their deadline" }],
         ]
       }
     },
@@ -115,7 +103,10 @@ locals {
       properties = {
         title = "Emails", region = local.region, view = "timeSeries", stat = "Sum", period = 300
         metrics = [
-          concat(local.app_metric.EmailsSent, [{ label = "sent (app)" }]),
+          [local.metrics_namespace, "EmailsSent", "service", local.service_names.notifier, { label = "sent (app)" }],
+          [local.metrics_namespace, "EmailsInDoubt", "service", local.service_names.notifier, { label = "in doubt (app)" }],
+          [local.metrics_namespace, "NotesSkipped", "service", local.service_names.notifier, { label = "skipped meetings (app)" }],
+          [local.metrics_namespace, "SummariesMissing", "service", local.service_names.notifier, { label = "no summary (app)" }],
           ["AWS/SES", "Delivery", "ses:configuration-set", aws_sesv2_configuration_set.this.configuration_set_name, { label = "delivered" }],
           ["AWS/SES", "Bounce", "ses:configuration-set", aws_sesv2_configuration_set.this.configuration_set_name, { label = "bounced" }],
           ["AWS/SES", "Complaint", "ses:configuration-set", aws_sesv2_configuration_set.this.configuration_set_name, { label = "complaints" }],
@@ -125,10 +116,12 @@ locals {
     {
       type = "metric", x = 16, y = 12, width = 8, height = 6
       properties = {
-        title = "Reconciler: stuck meetings and repairs", region = local.region, view = "timeSeries", period = 300
+        title = "Reconciler: stuck meetings, repairs, errors", region = local.region, view = "timeSeries", period = 300
         metrics = [
-          concat(local.app_metric.StuckMeetings, [{ stat = "Maximum", label = "stuck meetings" }]),
-          concat(local.app_metric.ReconcilerRepairs, [{ stat = "Sum", label = "repairs" }]),
+          [local.metrics_namespace, "StuckMeetings", "service", local.service_names.reconciler, { stat = "Maximum", label = "stuck meetings" }],
+          [local.metrics_namespace, "StuckMeetingsGivenUp", "service", local.service_names.reconciler, { stat = "Sum", label = "given up (failed)" }],
+          [local.metrics_namespace, "ReconcilerRepairs", "service", local.service_names.reconciler, { stat = "Sum", label = "repairs" }],
+          [local.metrics_namespace, "ReconcilerItemErrors", "service", local.service_names.reconciler, { stat = "Sum", label = "repair errors" }],
         ]
       }
     },
@@ -194,6 +187,38 @@ locals {
         ]
       }
     },
+    {
+      type = "metric", x = 0, y = 36, width = 8, height = 6
+      properties = {
+        title = "Insights page (signed links)", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        metrics = [
+          [local.metrics_namespace, "InsightsPageViews", "service", local.service_names.webhook, { label = "views" }],
+          [local.metrics_namespace, "InsightsPageExpired", "service", local.service_names.webhook, { label = "expired links" }],
+          [local.metrics_namespace, "InsightsPageRejected", "service", local.service_names.webhook, { label = "rejected links" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 8, y = 36, width = 8, height = 6
+      properties = {
+        title = "Failure notices to operators", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        metrics = [
+          [local.metrics_namespace, "FailureNotices", "service", local.service_names.reconciler, { label = "sent" }],
+          [local.metrics_namespace, "FailureNoticesInDoubt", "service", local.service_names.reconciler, { label = "in doubt" }],
+          [local.metrics_namespace, "FailureNoticeErrors", "service", local.service_names.reconciler, { label = "errors" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 16, y = 36, width = 8, height = 6
+      properties = {
+        title = "Zoom download URLs refused (not Zoom's, or not https)", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        metrics = [
+          # The merger's, Lambda and Fargate task alike (both run as the merger service).
+          [local.metrics_namespace, "DownloadUrlsRefused", "service", local.service_names.merger, { label = "refused" }],
+        ]
+      }
+    },
   ]
 }
 
@@ -207,7 +232,7 @@ resource "aws_cloudwatch_metric_alarm" "stuck_meetings" {
   alarm_description   = "The reconciler found meetings past their stage deadline. List them by state (index by-state) and read their last error."
   namespace           = local.metrics_namespace
   metric_name         = "StuckMeetings"
-  dimensions          = { service = local.metric_service.StuckMeetings }
+  dimensions          = { service = local.service_names.reconciler }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
@@ -223,7 +248,7 @@ resource "aws_cloudwatch_metric_alarm" "slots_pinned" {
   alarm_description   = "Every Symbl slot has been held for ${var.slots_pinned_alarm_minutes} minutes: jobs are slow, leases are not released, or the limit (${var.symbl_concurrency_limit}) is too low for the load."
   namespace           = local.metrics_namespace
   metric_name         = "SlotsInUse"
-  dimensions          = { service = local.metric_service.SlotsInUse }
+  dimensions          = { service = local.service_names.reconciler } # sampled by the reconciler every minute
   statistic           = "Minimum"
   period              = 300
   evaluation_periods  = ceil(var.slots_pinned_alarm_minutes / 5)

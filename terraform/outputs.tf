@@ -1,3 +1,8 @@
+output "aws_region" {
+  description = "Region of the stack (var.aws_region): the deploy steps read it here rather than repeating it."
+  value       = var.aws_region
+}
+
 output "zoom_webhook_url" {
   description = "Event notification endpoint URL for the Zoom app (event: All Recordings have completed)."
   value       = "${aws_apigatewayv2_api.http.api_endpoint}/zoom/webhook"

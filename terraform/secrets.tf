@@ -1,5 +1,11 @@
 # Secrets Manager secrets: declared here, values set out of band (README.md), so no secret value
-# ever passes through Terraform state or tfvars. The services read them by ARN.
+# ever passes through Terraform state or tfvars. The services read them by ARN: exactly the secrets
+# some service reads through a *_SECRET_ARN variable in environment.tf, no more (the Symbl callback
+# URLs carry a random secret per submission, whose digest the recording keeps: nothing signs them).
+#
+# A deleted secret keeps its name for var.secret_recovery_window_days; a stack destroyed and
+# re-created with the same name_prefix inside that window collides with it (restore the secret
+# with `aws secretsmanager restore-secret`, or use 0 for throwaway stacks).
 
 locals {
   secrets = {
@@ -7,7 +13,6 @@ locals {
     "zoom-s2s-credentials"      = "Zoom Server-to-Server OAuth app: JSON {\"account_id\", \"client_id\", \"client_secret\"}"
     "symbl-credentials"         = "Symbl API: JSON {\"app_id\", \"app_secret\"}"
     "link-signing-key"          = "Key (random string, 32+ bytes) that signs the expiring links to the insights page"
-    "symbl-callback-secret"     = "Reserved for signing Symbl callback URLs (random string); the current code makes a random secret per recording instead and reads no value here"
   }
 }
 

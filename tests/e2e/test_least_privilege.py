@@ -109,7 +109,13 @@ _HEAD_404 = (
     "403; the code never lists"
 )
 
+_TABLE_KEY = (
+    "DynamoDB decrypts the tables' key (the stack's KMS key) with the caller's permissions "
+    "(kms:ViaService dynamodb); the code makes no KMS call"
+)
+
 EXCEPTIONS: list[PolicyException] = [
+    *_every(("webhook", "merger", "pump", "notifier", TASK_ROLE), "kms:Decrypt", _TABLE_KEY),
     *_every(LAMBDAS, "logs:CreateLogStream", _LOGS),
     *_every(LAMBDAS, "logs:PutLogEvents", _LOGS),
     *_every(("merger", "notifier"), "sqs:ReceiveMessage", _EVENT_SOURCE),
@@ -133,7 +139,8 @@ EXCEPTIONS: list[PolicyException] = [
         "reconciler",
         "kms:Decrypt",
         "SNS encrypts the failure notices the reconciler publishes to the KMS-encrypted alerts "
-        "topic with the publisher's permissions",
+        "topic with the publisher's permissions; and DynamoDB decrypts the tables' key with the "
+        "role's permissions",
     ),
     PolicyException(
         "pump",

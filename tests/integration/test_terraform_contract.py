@@ -9,7 +9,6 @@ downloaded here) it also checks what validate would: module arguments, reference
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -58,7 +57,7 @@ EXPECTED_HANDLERS = {
 }
 
 # Terraform unit (module call in terraform/) -> the settings class its environment must match.
-# Classes not written yet are skipped until they appear in services/core/settings.py.
+# Every class must exist: a missing one is a defect, not a pending test.
 SETTINGS_OF_UNIT = {
     "webhook": "WebhookSettings",
     "merger": "MergerSettings",
@@ -75,7 +74,6 @@ SECRETS = (
     "zoom-s2s-credentials",
     "symbl-credentials",
     "link-signing-key",
-    "symbl-callback-secret",
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -190,13 +188,6 @@ def module_dirs() -> list[Path]:
     return [TERRAFORM, *sorted(p for p in MODULES.iterdir() if p.is_dir())]
 
 
-def module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # a parent package is missing
-        return False
-
-
 # ---------------------------------------------------------------------------------------------
 # (a) state: the recordings table is the sandbox's schema; the slots table and the bucket
 # ---------------------------------------------------------------------------------------------
@@ -240,16 +231,7 @@ def test_slots_table_and_media_bucket() -> None:
     declared = resources(TERRAFORM)
     slots = declared[("aws_dynamodb_table", "slots")]
     assert ROOT_SCOPE.evaluate(slots["name"]) == f"{PREFIX}-slots"
-    # The sandbox's schema when it declares one, else the shape the slot pool uses.
-    schema = getattr(
-        aws_resources,
-        "SLOTS_TABLE_SCHEMA",
-        {
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-            "BillingMode": "PAY_PER_REQUEST",
-        },
-    )
+    schema = aws_resources.SLOTS_TABLE_SCHEMA
     assert slots["billing_mode"] == schema["BillingMode"]
     (hash_key,) = (k["AttributeName"] for k in schema["KeySchema"] if k["KeyType"] == "HASH")
     assert slots["hash_key"] == hash_key and "range_key" not in slots
@@ -399,11 +381,7 @@ def test_environment_is_exactly_what_the_settings_class_reads(unit: str) -> None
     cls = getattr(settings_module, class_name, None)
     environment = set(unit_environment(unit))
     assert environment >= POWERTOOLS_VARIABLES, f"{unit}: POWERTOOLS_* missing"
-    if cls is None:
-        pytest.skip(
-            f"{class_name} is not in services/core/settings.py yet: {unit}'s environment in "
-            "terraform/environment.tf is provisional"
-        )
+    assert cls is not None, f"{class_name} ({unit}'s settings) is not in services/core/settings.py"
     readable, required = settings_variables(cls)
     missing = required - environment
     unread = environment - readable - POWERTOOLS_VARIABLES
@@ -429,9 +407,7 @@ def test_image_command_names_an_importable_handler(function: str) -> None:
     call = modules_with_source(LAMBDA_MODULE_SOURCE)[function]
     (handler,) = ROOT_SCOPE.evaluate(call["image_command"])
     module_name, _, attribute = handler.rpartition(".")
-    if not module_exists(module_name):
-        pytest.skip(f"{module_name} does not exist yet ({function}'s handler)")
-    module = importlib.import_module(module_name)
+    module = importlib.import_module(module_name)  # a missing module fails here
     assert callable(getattr(module, attribute, None)), f"{handler} is not a function"
 
 
@@ -439,9 +415,7 @@ def test_merge_task_command_names_an_existing_module() -> None:
     (call,) = modules_with_source(TASK_MODULE_SOURCE).values()
     command = ROOT_SCOPE.evaluate(call["command"])
     assert command[:2] == ["python", "-m"], command
-    if not module_exists(command[2]):
-        pytest.skip(f"{command[2]} does not exist yet (the Fargate merge task's entry point)")
-    importlib.import_module(command[2])
+    importlib.import_module(command[2])  # a missing module fails here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,18 +544,16 @@ def test_api_access_log_records_the_route_not_the_path() -> None:
 
 
 def test_ses_configuration_set_and_alerts_topic_follow_stack_names() -> None:
-    """The names the sandbox gives the SES configuration set and the operators' topic (where it
-    declares them) are the Terraform's."""
+    """The names the sandbox gives the SES configuration set and the operators' topic are the
+    Terraform's."""
     declared = resources(TERRAFORM)
     expected = {
-        ("aws_sesv2_configuration_set", "this", "configuration_set_name"): getattr(
-            NAMES, "ses_configuration_set", None
+        ("aws_sesv2_configuration_set", "this", "configuration_set_name"): (
+            NAMES.ses_configuration_set
         ),
-        ("aws_sns_topic", "alerts", "name"): getattr(NAMES, "operator_topic", None),
+        ("aws_sns_topic", "alerts", "name"): NAMES.operator_topic,
     }
     for (rtype, name, attribute), sandbox_name in expected.items():
-        if sandbox_name is None:
-            continue
         assert ROOT_SCOPE.evaluate(declared[(rtype, name)][attribute]) == sandbox_name
 
 

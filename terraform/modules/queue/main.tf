@@ -37,6 +37,48 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
   })
 }
 
+# TLS only, on the queue and its DLQ: every request over plain HTTP is refused, whoever signs it
+# (the merge queue's messages carry Zoom's download_token). AWS's advice for SQS: "Enforce
+# encryption of data in transit" with aws:SecureTransport in the queue policy
+# (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-security-best-practices.html).
+# A queue has one policy (its Policy attribute): this module owns it, so nothing else may set
+# `policy` on these queues or attach another aws_sqs_queue_policy; a statement anything needs
+# later goes into this document. The redrive allow policy above is a separate attribute.
+data "aws_iam_policy_document" "tls_only" {
+  for_each = {
+    queue = aws_sqs_queue.this.arn
+    dlq   = aws_sqs_queue.dlq.arn
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [each.value]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "tls_only" {
+  for_each = {
+    queue = aws_sqs_queue.this.id
+    dlq   = aws_sqs_queue.dlq.id
+  }
+
+  queue_url = each.value
+  policy    = data.aws_iam_policy_document.tls_only[each.key].json
+}
+
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   alarm_name          = "${var.name}-dlq-not-empty"
   alarm_description   = "Messages in ${aws_sqs_queue.dlq.name}: a meeting stopped at this stage. Read the message, fix the cause, redrive it to ${var.name}."
