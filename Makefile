@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-18s %s\n", $$1, $$2}'
 
-$(SYS_STAMP):
+$(SYS_STAMP): Makefile
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -82,21 +82,28 @@ demo: setup ## A synthetic meeting through the pipeline on the local stack
 
 .PHONY: bench
 bench: setup ## Benchmarks: ratios against a baseline measured in the same run
-	@for bench in bench/*.py; do echo "== $$bench"; $(PY) $$bench || exit 1; done
+	@failed=""; for bench in bench/[!_]*.py; do echo "== $$bench"; $(PY) $$bench || failed="$$failed $$bench"; done; \
+	if [ -n "$$failed" ]; then echo "bench: targets missed in:$$failed"; exit 1; fi
 
 IMAGE_TAG ?= local
+# Images Lambda and Fargate accept: --provenance=false, because BuildKit otherwise attaches a
+# provenance attestation and the pushed tag becomes an OCI image index, which Lambda refuses;
+# --platform linux/amd64, because the functions and the task are declared x86_64 (terraform/),
+# whatever the build machine is. AWS's Lambda image build command carries both:
+# https://docs.aws.amazon.com/lambda/latest/dg/python-image.html
 .PHONY: build
-build: ## Build the Lambda images (one per service) and the Fargate task image
+build: ## Build the Lambda images (one per service) and the Fargate task image (linux/amd64)
 	@if ! docker info >/dev/null 2>&1; then \
 	  echo "build: no Docker engine answers here (docker info failed); nothing built."; \
 	  echo "  Run 'make build' where Docker runs, then push as terraform/README.md says."; \
 	  exit 0; \
 	fi; \
 	for service in webhook merger submitter notifier; do \
-	  docker build -f docker/lambda.Dockerfile --build-arg SERVICE=$$service \
-	    -t zoom-symbl-insights/$$service:$(IMAGE_TAG) . || exit 1; \
+	  docker build --provenance=false --platform linux/amd64 -f docker/lambda.Dockerfile \
+	    --build-arg SERVICE=$$service -t zoom-symbl-insights/$$service:$(IMAGE_TAG) . || exit 1; \
 	done; \
-	docker build -f docker/task.Dockerfile -t zoom-symbl-insights/merger-task:$(IMAGE_TAG) .
+	docker build --provenance=false --platform linux/amd64 -f docker/task.Dockerfile \
+	  -t zoom-symbl-insights/merger-task:$(IMAGE_TAG) .
 
 .PHONY: constraints
 constraints: ## Re-pin constraints.txt from the current .venv
