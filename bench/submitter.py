@@ -194,6 +194,7 @@ def _digest(path: Path) -> str:
 def memoise_fake_analysis() -> None:
     """Patch the fake (in this process only): ffprobe and silencedetect run once per content."""
     import sandbox.fake_symbl as fake
+    import sandbox.fake_symbl.jobs as fake_jobs  # the submit route probes with this name
 
     if getattr(fake, "_bench_memoised", False):
         return
@@ -223,7 +224,7 @@ def memoise_fake_analysis() -> None:
             detections[key] = found
         return found
 
-    fake.probe_audio = probe_once  # type: ignore[assignment]
+    fake_jobs.probe_audio = probe_once  # type: ignore[assignment]
     fake.FakeSymblState._detect_speech = detect_once  # type: ignore[method-assign]
     fake._bench_memoised = True  # type: ignore[attr-defined]
 
