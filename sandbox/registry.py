@@ -23,6 +23,9 @@ class ScriptLine:
     text: str
     start: float  # seconds from the timeline origin
     end: float
+    # "speech", or "backchannel": a listener's short "yeah" inside someone else's line. Documents
+    # written before the field existed have none and read as speech.
+    kind: str = "speech"
 
 
 @dataclass

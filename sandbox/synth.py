@@ -5,6 +5,11 @@ built like Zoom's "Audio only - <name>" files (it starts when that person joined
 left), turns never overlap, and the script can be registered for the fake Symbl, so tests can check
 timing to the millisecond and transcripts word for word.
 
+`realistic=True` makes meetings that measure speech detection and layouts honestly: pauses where
+nobody speaks, turns that cut into each other, listeners' backchannels ("yeah") inside another
+speaker's line, a low noise floor on every track and occasional non-speech noises (typing, a
+cough) that are recorded in the manifest but are not script lines. `realism_report` measures them.
+
 Tracks are streamed into ffmpeg as PCM (silence + cached espeak-ng renders), so long meetings never
 sit in memory, and every generated meeting is cached under a key derived from its parameters.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import array
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -35,6 +41,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
+
+SPEECH = "speech"  # ScriptLine.kind of a sentence
+BACKCHANNEL = "backchannel"  # ScriptLine.kind of a listener's "yeah" inside another speaker's line
+KEYBOARD = "keyboard"  # NoiseEvent.kind: a train of key clicks
+COUGH = "cough"  # NoiseEvent.kind: a 200-400 ms burst of shaped noise
 
 FFMPEG_BINARY = "ffmpeg"
 ESPEAK_BINARY = "espeak-ng"
@@ -68,6 +79,21 @@ SILENCEDETECT_NOISE_DB = -50.0
 MIN_TURN_GAP_S = 0.6
 EDGE_MARGIN_S = 0.5  # speech starts this long after a join and ends this long before a leave
 AAC_BITRATE = "32k"
+
+# Realistic mode. The scheduler steers towards these shares (measured by `realism_report`):
+REALISTIC_SILENCE_TARGET = 0.20  # of the meeting with nobody speaking
+REALISTIC_TURN_OVERLAP_TARGET = 0.09  # of speech time overlapped by turns cutting in...
+REALISTIC_OVERLAP_TARGET = 0.125  # ...then topped up to this by backchannels
+REALISTIC_CONTINUE_P = 0.3  # the speaker goes on with another sentence after a short pause
+REALISTIC_INTERRUPTION_P = 0.2  # an overlapping turn change is a 1-2 s interruption, not a cut-in
+SELF_PAUSE_S = 0.2  # nobody starts a line sooner than this after their own previous one ends
+BACKCHANNEL_GUARD_S = 0.3  # a backchannel keeps this far from the host line's edges and own lines
+BACKCHANNEL_HOST_MIN_S = 1.6  # only lines at least this long receive a backchannel
+BACKCHANNELS = ("Yeah.", "Right.", "Okay.", "Sure.", "Uh-huh.", "I see.", "Got it.", "True.")
+NOISE_FLOOR_DBFS = (-60.0, -56.0)  # RMS range of each track's white noise floor (drawn per track)
+NOISE_GUARD_S = 0.3  # a noise event keeps this far from its participant's own speech
+KEYBOARD_EVERY_S = 80.0  # one typing burst per this much of a participant's window (at least one)
+COUGH_EVERY_S = 140.0  # one cough per this much of a participant's window (at least one)
 
 SENTENCES = (
     "Good morning everyone, thanks for joining the call.",
@@ -149,6 +175,16 @@ class SyntheticFile:
 
 
 @dataclass(frozen=True)
+class NoiseEvent:
+    """A non-speech sound on one participant's track (never over their own speech), in seconds
+    from t0. Not a script line: nobody said words then, so a detector that keeps it is wrong."""
+
+    kind: str  # KEYBOARD | COUGH
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class SyntheticParticipant:
     """A speaker: identity, voice, presence window (whole seconds from t0) and own audio file."""
 
@@ -158,6 +194,7 @@ class SyntheticParticipant:
     join_offset_s: int
     leave_offset_s: int
     audio: SyntheticFile
+    noises: tuple[NoiseEvent, ...] = ()  # realistic meetings only, sorted by start
 
 
 @dataclass(frozen=True)
@@ -184,6 +221,7 @@ class SyntheticMeeting:
     directory: Path
     cache_key: str
     from_cache: bool
+    realistic: bool = False
 
     @property
     def duration_minutes(self) -> int:
@@ -228,15 +266,19 @@ def synthesize_meeting(
     host_email: str = DEFAULT_HOST_EMAIL,
     account_id: str = DEFAULT_ACCOUNT_ID,
     timezone: str = DEFAULT_TIMEZONE,
+    realistic: bool = False,
 ) -> SyntheticMeeting:
     """Generate (or reuse from `workdir`) a meeting and register its script in `registry`.
 
     `duration_s` is rounded to whole seconds because Zoom timestamps have second precision; join and
     leave offsets are whole seconds for the same reason. `start_time` must be timezone-aware and
     loses its microseconds. `cache_dir` holds the espeak-ng renders (default `workdir/.renders`);
-    share it between workdirs to render each sentence once.
+    share it between workdirs to render each sentence once. `realistic` adds pauses, overlapping
+    turns, backchannels, a noise floor and non-speech noises (see the module docstring).
     """
     names = _speaker_names(speakers)
+    if realistic and len(names) < 2:
+        raise ValueError("a realistic meeting needs at least two speakers (nobody talks alone)")
     length_s = round(duration_s)
     if length_s < MIN_DURATION_S:
         raise ValueError(f"duration_s must be at least {MIN_DURATION_S} s, got {duration_s}")
@@ -257,6 +299,8 @@ def synthesize_meeting(
         "account_id": account_id,
         "timezone": timezone,
     }
+    if realistic:  # only then, so default meetings keep their keys and caches
+        params["realistic"] = True
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:24]
     workdir = Path(workdir)
     directory = workdir / f"meeting-{key}"
@@ -274,6 +318,7 @@ def synthesize_meeting(
                 host_email=host_email,
                 account_id=account_id,
                 timezone=timezone,
+                realistic=realistic,
             ),
             workdir=workdir,
             directory=directory,
@@ -398,6 +443,29 @@ def build_recording_completed(
     }
 
 
+def realism_report(meeting: SyntheticMeeting) -> dict[str, Any]:
+    """What a detector or layout is measured against, from the script and the manifest: shares
+    are of the meeting from the first join to the end (silence: nobody speaking) and of speech
+    time (overlap: two or more speaking at once); backchannels count in both."""
+    begin = min(p.join_offset_s for p in meeting.participants)
+    length = meeting.duration_s - begin
+    speech, overlap = _speech_and_overlap([(line.start, line.end) for line in meeting.lines])
+    noises = [noise for p in meeting.participants for noise in p.noises]
+    return {
+        "meeting_s": float(length),
+        "speech_s": round(speech, 4),
+        "overlap_s": round(overlap, 4),
+        "silence_s": round(length - speech, 4),
+        "silence_share": (length - speech) / length,
+        "overlap_share": overlap / speech if speech else 0.0,
+        "lines": sum(1 for line in meeting.lines if line.kind == SPEECH),
+        "backchannels": sum(1 for line in meeting.lines if line.kind == BACKCHANNEL),
+        "noise_events": len(noises),
+        "keyboard_events": sum(1 for noise in noises if noise.kind == KEYBOARD),
+        "cough_events": sum(1 for noise in noises if noise.kind == COUGH),
+    }
+
+
 # --- generation -------------------------------------------------------------------------------
 
 
@@ -413,6 +481,7 @@ class _Plan:
     host_email: str
     account_id: str
     timezone: str
+    realistic: bool = False
 
 
 @dataclass(frozen=True)
@@ -429,6 +498,43 @@ class _Turn:
     speaker: int
     clip: _Clip
     start_sample: int  # on the meeting timeline, at RENDER_RATE
+    kind: str = SPEECH
+
+    @property
+    def end_sample(self) -> int:
+        return self.start_sample + self.clip.samples
+
+
+@dataclass(frozen=True)
+class _Noise:
+    """A non-speech sound placed on a participant's track; its PCM is rebuilt from `seed`."""
+
+    speaker: int
+    kind: str
+    start_sample: int
+    samples: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Something audible on a track: `samples` of s16le PCM at RENDER_RATE from `pcm()`."""
+
+    start_sample: int
+    samples: int
+    pcm: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class _Floor:
+    """A track's white noise floor: ffmpeg's anoisesrc at this RMS level with this seed."""
+
+    dbfs: float
+    seed: int
+
+    @property
+    def amplitude(self) -> float:
+        return math.sqrt(3) * 10 ** (self.dbfs / 20)  # uniform noise in [-a, a] has RMS a/sqrt(3)
 
 
 def _speaker_names(speakers: int | list[str]) -> list[str]:
@@ -450,15 +556,33 @@ def _generate(plan: _Plan, *, workdir: Path, directory: Path, render_dir: Path) 
     count = len(plan.names)
     voices = [_voice_for(index) for index in range(count)]
     joins, leaves = _presence(rng, count, plan.length_s)
+    if plan.realistic and count == 2:
+        leaves = [plan.length_s] * count  # two people: the meeting would end when one left
 
     per_speaker = min(len(SENTENCES), math.ceil(plan.length_s / (3.0 * count)) + 2)
     texts = [rng.sample(SENTENCES, per_speaker) for _ in range(count)]
     render_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(text, voices[i]) for i in range(count) for text in texts[i]]
+    if plan.realistic:
+        jobs += [(text, voices[i]) for i in range(count) for text in BACKCHANNELS]
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         rendered = list(pool.map(lambda job: _render(job[0], job[1], render_dir), jobs))
     clips = [rendered[i * per_speaker : (i + 1) * per_speaker] for i in range(count)]
-    turns = _schedule(rng, clips, joins, leaves, plan.length_s)
+    noises: list[_Noise] = []
+    floors: list[_Floor] = []
+    if plan.realistic:
+        first = count * per_speaker  # the backchannel renders follow the sentences
+        short = len(BACKCHANNELS)
+        backchannels = [rendered[first + i * short : first + (i + 1) * short] for i in range(count)]
+        turns = _schedule_realistic(rng, clips, joins, leaves, plan.length_s)
+        turns = _with_backchannels(rng, turns, backchannels, joins, leaves)
+        noises = _place_noises(rng, turns, joins, leaves)
+        floors = [
+            _Floor(round(rng.uniform(*NOISE_FLOOR_DBFS), 2), rng.getrandbits(32))
+            for _ in range(count + 1)
+        ]
+    else:
+        turns = _schedule(rng, clips, joins, leaves, plan.length_s)
 
     meeting_uuid = plan.uuid or _zoom_uuid(rng)
     meeting_number = rng.randrange(81_000_000_000, 89_999_999_999)
@@ -471,21 +595,35 @@ def _generate(plan: _Plan, *, workdir: Path, directory: Path, render_dir: Path) 
     workdir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{plan.key}-", dir=workdir))
     try:
-        track_jobs: list[tuple[list[_Turn], int, int, Path]] = [
-            (turns, 0, plan.length_s, staging / "audio_only.m4a")
-        ]
-        for index in range(count):
-            mine = [t for t in turns if t.speaker == index]
-            track_jobs.append(
-                (mine, joins[index], leaves[index], staging / f"participant-{index + 1}.m4a")
-            )
-        with ThreadPoolExecutor(max_workers=_workers()) as pool:
-            list(
-                pool.map(
-                    lambda job: _encode_track(job[0], job[1], job[2], job[3], plan.sample_rate),
-                    track_jobs,
+        # Track 0 is Zoom's mixed audio (everyone, the whole meeting), then one per participant.
+        paths = [staging / "audio_only.m4a"]
+        paths += [staging / f"participant-{index + 1}.m4a" for index in range(count)]
+        windows = [(0, plan.length_s), *zip(joins, leaves, strict=True)]
+        whose: list[int | None] = [None, *range(count)]  # None: everyone's
+        encoders: list[Callable[[], None]] = []
+        for speaker, path, (begin_s, end_s) in zip(whose, paths, windows, strict=True):
+            mine = [t for t in turns if speaker is None or t.speaker == speaker]
+            if plan.realistic:
+                sounds = [n for n in noises if speaker is None or n.speaker == speaker]
+                floor = floors[0 if speaker is None else speaker + 1]
+                pieces = _pieces(mine, sounds)
+                encoders.append(
+                    functools.partial(
+                        _encode_realistic_track,
+                        pieces,
+                        begin_s,
+                        end_s,
+                        path,
+                        plan.sample_rate,
+                        floor,
+                    )
                 )
-            )
+            else:
+                encoders.append(
+                    functools.partial(_encode_track, mine, begin_s, end_s, path, plan.sample_rate)
+                )
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            list(pool.map(lambda encode: encode(), encoders))
         video_path = staging / "video.mp4"
         shutil.copyfile(_placeholder_video(render_dir), video_path)
         lines = tuple(
@@ -494,12 +632,15 @@ def _generate(plan: _Plan, *, workdir: Path, directory: Path, render_dir: Path) 
                 text=t.clip.text,
                 start=round(t.start_sample / RENDER_RATE, 4),
                 end=round((t.start_sample + t.clip.samples) / RENDER_RATE, 4),
+                kind=t.kind,
             )
             for t in turns
         )
         emails = [_email_for(name, i, plan.host_email) for i, name in enumerate(plan.names)]
         timeline_path = staging / "timeline.json"
-        timeline_path.write_text(_timeline_json(lines, plan.names, emails), encoding="utf-8")
+        # Zoom's active speaker does not switch for a "yeah" from a listener.
+        spoken = [line for line in lines if line.kind == SPEECH]
+        timeline_path.write_text(_timeline_json(spoken, plan.names, emails), encoding="utf-8")
 
         def file_of(
             path: Path,
@@ -533,13 +674,22 @@ def _generate(plan: _Plan, *, workdir: Path, directory: Path, render_dir: Path) 
                 join_offset_s=joins[index],
                 leave_offset_s=leaves[index],
                 audio=file_of(
-                    track_jobs[index + 1][3],
+                    paths[index + 1],
                     "M4A",
                     None,
                     "audio/mp4",
                     file_name=PARTICIPANT_FILE_PREFIX + name,
                     begin_s=joins[index],
                     end_s=leaves[index],
+                ),
+                noises=tuple(
+                    NoiseEvent(
+                        kind=n.kind,
+                        start=round(n.start_sample / RENDER_RATE, 4),
+                        end=round((n.start_sample + n.samples) / RENDER_RATE, 4),
+                    )
+                    for n in noises
+                    if n.speaker == index
                 ),
             )
             for index, name in enumerate(plan.names)
@@ -558,13 +708,14 @@ def _generate(plan: _Plan, *, workdir: Path, directory: Path, render_dir: Path) 
             recording_play_passcode=_opaque(rng)[:32],
             sample_rate=plan.sample_rate,
             participants=tuple(participants),
-            audio_only=file_of(track_jobs[0][3], "M4A", "audio_only", "audio/mp4"),
+            audio_only=file_of(paths[0], "M4A", "audio_only", "audio/mp4"),
             video=file_of(video_path, "MP4", "shared_screen_with_speaker_view", "video/mp4"),
             timeline=file_of(timeline_path, "TIMELINE", None, "application/json"),
             lines=lines,
             directory=directory,
             cache_key=plan.key,
             from_cache=False,
+            realistic=plan.realistic,
         )
         (staging / MANIFEST_NAME).write_text(_manifest_json(meeting), encoding="utf-8")
         try:
@@ -643,6 +794,287 @@ def _schedule(
     return turns
 
 
+def _schedule_realistic(
+    rng: random.Random,
+    clips: Sequence[Sequence[_Clip]],
+    joins: Sequence[int],
+    leaves: Sequence[int],
+    length_s: int,
+) -> list[_Turn]:
+    """Turns as people take them: the speaker sometimes goes on after a short pause, the next one
+    sometimes cuts into the end of the line (or interrupts it for 1-2 s), otherwise a pause
+    follows, lengthened while the meeting has less silence than REALISTIC_SILENCE_TARGET. At most
+    two lines play at once, everyone speaks inside their own window, and only with company."""
+    count = len(clips)
+    said = [0] * count
+    free_at = [-math.inf] * count  # when each speaker's own last line ends (seconds)
+    turns: list[_Turn] = []
+    speech = overlap = silence = 0.0
+    floor_start = floor_end = 0.0  # the line that ends last: whoever holds the floor
+    before_floor = 0.0  # the latest end among all the other lines
+
+    def clip_of(index: int) -> _Clip:
+        return clips[index][said[index] % len(clips[index])]
+
+    def fits(index: int, start: float) -> bool:
+        ends = start + clip_of(index).samples / RENDER_RATE
+        return (
+            joins[index] + EDGE_MARGIN_S <= start
+            and ends <= leaves[index] - EDGE_MARGIN_S
+            and free_at[index] + SELF_PAUSE_S <= start
+            # Nobody talks while alone in the meeting.
+            and any(
+                other != index and joins[other] <= start and ends <= leaves[other]
+                for other in range(count)
+            )
+        )
+
+    def pick(candidates: list[int]) -> int:
+        return min(candidates, key=lambda index: (said[index], rng.random()))
+
+    first = EDGE_MARGIN_S + rng.uniform(0.3, 1.5)
+    while True:
+        holder = turns[-1].speaker if turns else None
+        start: float | None = None
+        speaker: int | None = None
+        if holder is not None and rng.random() < REALISTIC_CONTINUE_P:
+            candidate = floor_end + rng.uniform(0.2, 0.6)
+            if fits(holder, candidate):
+                start, speaker = candidate, holder
+        jitter = rng.uniform(-0.02, 0.02)
+        if speaker is None and turns and overlap / speech + jitter < REALISTIC_TURN_OVERLAP_TARGET:
+            interruption = rng.random() < REALISTIC_INTERRUPTION_P
+            cut = rng.uniform(1.0, 2.0) if interruption else rng.uniform(0.15, 0.7)
+            # Cut into the floor holder's line only, well after it began and after every other
+            # line has ended, so at most two people speak at once.
+            cut = min(
+                cut,
+                0.6 * (floor_end - floor_start),
+                floor_end - max(before_floor, floor_start + 0.5),
+            )
+            if cut >= 0.1:
+                candidate = floor_end - cut
+                cutters = [
+                    index
+                    for index in range(count)
+                    if index != holder
+                    and fits(index, candidate)
+                    and 0.6 * clip_of(index).samples / RENDER_RATE >= cut
+                ]
+                if cutters:
+                    start, speaker = candidate, pick(cutters)
+        if speaker is None:
+            if turns:
+                gap = rng.uniform(0.4, 1.8)
+                if silence / floor_end + rng.uniform(-0.02, 0.02) < REALISTIC_SILENCE_TARGET:
+                    gap += rng.uniform(1.5, 4.0)
+                candidate = floor_end + gap
+            else:
+                candidate = first
+            while speaker is None:
+                if candidate >= length_s - EDGE_MARGIN_S:
+                    return turns
+                ready = [index for index in range(count) if fits(index, candidate)]
+                if ready:
+                    others = [index for index in ready if index != holder] or ready
+                    start, speaker = candidate, pick(others)
+                    break
+                later = [j + EDGE_MARGIN_S for j in joins if j + EDGE_MARGIN_S > candidate]
+                if not later:
+                    return turns
+                candidate = min(later)
+        assert start is not None and speaker is not None
+        turn = _Turn(speaker, clip_of(speaker), round(start * RENDER_RATE))
+        begins = turn.start_sample / RENDER_RATE
+        ends = turn.end_sample / RENDER_RATE
+        if begins >= floor_end:
+            silence += begins - floor_end
+            speech += ends - begins
+        else:  # a cut-in: every cut leaves the new line ending after the one it cuts into
+            overlap += floor_end - begins
+            speech += ends - floor_end
+        turns.append(turn)
+        said[speaker] += 1
+        free_at[speaker] = ends
+        before_floor, floor_start, floor_end = floor_end, begins, ends
+
+
+def _with_backchannels(
+    rng: random.Random,
+    turns: list[_Turn],
+    backchannels: Sequence[Sequence[_Clip]],
+    joins: Sequence[int],
+    leaves: Sequence[int],
+) -> list[_Turn]:
+    """Add backchannels from listeners present for the whole line inside other speakers' lines,
+    where only that line plays, until overlapped speech reaches REALISTIC_OVERLAP_TARGET. The
+    result is sorted by start."""
+    spans = [(t.start_sample, t.end_sample) for t in turns]
+    speech, overlapped = _speech_and_overlap(spans)
+    missing = REALISTIC_OVERLAP_TARGET * speech - overlapped  # samples
+    guard = round(BACKCHANNEL_GUARD_S * RENDER_RATE)
+    own: list[list[tuple[int, int]]] = [[] for _ in joins]
+    for turn in turns:
+        own[turn.speaker].append((turn.start_sample, turn.end_sample))
+    hosts = [t for t in turns if t.clip.samples >= BACKCHANNEL_HOST_MIN_S * RENDER_RATE]
+    rng.shuffle(hosts)
+    added: list[_Turn] = []
+    for host in hosts:
+        if missing <= 0:
+            break
+        begins, ends = host.start_sample / RENDER_RATE, host.end_sample / RENDER_RATE
+        listeners = [
+            index
+            for index in range(len(joins))
+            if index != host.speaker
+            and joins[index] + EDGE_MARGIN_S <= begins
+            and ends <= leaves[index] - EDGE_MARGIN_S
+        ]
+        if not listeners:
+            continue
+        listener = rng.choice(listeners)
+        clip = rng.choice(backchannels[listener])
+        low, high = host.start_sample + guard, host.end_sample - guard - clip.samples
+        if high <= low:
+            continue
+        start = rng.randrange(low, high)
+        end = start + clip.samples
+        if any(
+            a < end and start < b
+            for a, b in spans
+            if (a, b) != (host.start_sample, host.end_sample)
+        ):
+            continue  # someone else already speaks there
+        if any(a - guard < end and start < b + guard for a, b in own[listener]):
+            continue
+        added.append(_Turn(listener, clip, start, kind=BACKCHANNEL))
+        spans.append((start, end))
+        own[listener].append((start, end))
+        missing -= clip.samples
+    return sorted([*turns, *added], key=lambda turn: turn.start_sample)
+
+
+def _place_noises(
+    rng: random.Random, turns: Sequence[_Turn], joins: Sequence[int], leaves: Sequence[int]
+) -> list[_Noise]:
+    """Typing bursts and coughs on each participant's track, inside their window, at least
+    NOISE_GUARD_S away from their own lines and from each other."""
+    guard = round(NOISE_GUARD_S * RENDER_RATE)
+    noises: list[_Noise] = []
+    for index, (join, leave) in enumerate(zip(joins, leaves, strict=True)):
+        low = round((join + EDGE_MARGIN_S) * RENDER_RATE)
+        high = round((leave - EDGE_MARGIN_S) * RENDER_RATE)
+        busy = sorted(
+            (t.start_sample - guard, t.end_sample + guard) for t in turns if t.speaker == index
+        )
+        free: list[tuple[int, int]] = []
+        cursor = low
+        for a, b in busy:
+            if a > cursor:
+                free.append((cursor, min(a, high)))
+            cursor = max(cursor, b)
+        if cursor < high:
+            free.append((cursor, high))
+        window_s = (high - low) / RENDER_RATE
+        kinds = [KEYBOARD] * max(1, round(window_s / KEYBOARD_EVERY_S))
+        kinds += [COUGH] * max(1, round(window_s / COUGH_EVERY_S))
+        rng.shuffle(kinds)
+        mine: list[_Noise] = []
+        for kind in kinds:
+            seed = rng.getrandbits(32)
+            samples = len(_noise_pcm(kind, seed)) // 2
+            roomy = [k for k, (a, b) in enumerate(free) if b - a >= samples]
+            if not roomy:
+                continue
+            k = rng.choice(roomy)
+            a, b = free[k]
+            start = rng.randrange(a, b - samples + 1)
+            free[k : k + 1] = [(a, start - guard), (start + samples + guard, b)]
+            mine.append(_Noise(index, kind, start, samples, seed))
+        noises += sorted(mine, key=lambda noise: noise.start_sample)
+    return noises
+
+
+def _noise_pcm(kind: str, seed: int) -> bytes:
+    """The s16le PCM at RENDER_RATE of one noise event; the same seed gives the same bytes."""
+    rng = random.Random(seed)
+    pcm = _keyboard(rng) if kind == KEYBOARD else _cough(rng)
+    if sys.byteorder != "little":
+        pcm.byteswap()
+    return pcm.tobytes()
+
+
+def _keyboard(rng: random.Random) -> array.array[int]:
+    """Typing for 1.2-3.5 s: 4-12 ms decaying clicks (a key press, often a softer release) every
+    80-220 ms, with pauses between words. Starts and ends on a click."""
+    clicks: list[tuple[int, int, float]] = []  # offset, length, peak
+    offset = 0
+    until = round(rng.uniform(1.2, 3.5) * RENDER_RATE)
+    while True:
+        length = round(rng.uniform(0.004, 0.012) * RENDER_RATE)
+        peak = 32767 * 10 ** (rng.uniform(-18.0, -8.0) / 20)
+        clicks.append((offset, length, peak))
+        if rng.random() < 0.5:
+            release = offset + round(rng.uniform(0.03, 0.06) * RENDER_RATE)
+            clicks.append((release, round(0.7 * length), 0.4 * peak))
+        pause = rng.uniform(0.3, 0.6) if rng.random() < 0.12 else rng.uniform(0.08, 0.22)
+        offset += round(pause * RENDER_RATE)
+        if offset >= until:
+            break
+    pcm = array.array("h", bytes(2 * max(start + length for start, length, _ in clicks)))
+    for start, length, peak in clicks:
+        for i in range(length):
+            value = pcm[start + i] + peak * math.exp(-5.0 * i / length) * rng.uniform(-1.0, 1.0)
+            pcm[start + i] = max(-32768, min(32767, round(value)))
+    return pcm
+
+
+def _cough(rng: random.Random) -> array.array[int]:
+    """200-400 ms of low-passed noise under a 20 ms attack and an exponential decay."""
+    length = round(rng.uniform(0.2, 0.4) * RENDER_RATE)
+    attack = round(0.02 * RENDER_RATE)
+    smoothing = rng.uniform(0.15, 0.35)
+    raw: list[float] = []
+    level = 0.0
+    for _ in range(length):
+        level += smoothing * (rng.uniform(-1.0, 1.0) - level)
+        raw.append(level)
+    scale = 32767 * 10 ** (rng.uniform(-14.0, -8.0) / 20) / max(abs(v) for v in raw)
+    pcm = array.array("h", bytes(2 * length))
+    for i, value in enumerate(raw):
+        envelope = i / attack if i < attack else math.exp(-3.5 * (i - attack) / (length - attack))
+        pcm[i] = round(value * scale * envelope)
+    return pcm
+
+
+def _pieces(turns: Sequence[_Turn], noises: Sequence[_Noise]) -> list[_Piece]:
+    pieces = [_Piece(t.start_sample, t.clip.samples, t.clip.path.read_bytes) for t in turns]
+    pieces += [
+        _Piece(n.start_sample, n.samples, functools.partial(_noise_pcm, n.kind, n.seed))
+        for n in noises
+    ]
+    return sorted(pieces, key=lambda piece: piece.start_sample)
+
+
+def _speech_and_overlap(spans: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Time covered by at least one span, and by at least two."""
+    edges = sorted(
+        [(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
+        key=lambda edge: (edge[0], edge[1]),
+    )
+    covered = doubled = 0.0
+    depth = 0
+    previous = 0.0
+    for moment, step in edges:
+        if depth >= 1:
+            covered += moment - previous
+        if depth >= 2:
+            doubled += moment - previous
+        depth += step
+        previous = moment
+    return covered, doubled
+
+
 def _render(text: str, voice: Voice, render_dir: Path) -> _Clip:
     """espeak-ng `text` once per voice, trimmed to the speech extent, cached as raw PCM."""
     ident = json.dumps([SYNTH_VERSION, voice.espeak_args(), SPEECH_TRIM_DBFS, text])
@@ -702,17 +1134,54 @@ def _encode_track(
     ]
     origin = begin_s * RENDER_RATE
     total = (end_s - begin_s) * RENDER_RATE
+
+    def write(sink: IO[bytes]) -> None:
+        position = 0
+        for turn in turns:
+            offset = turn.start_sample - origin
+            _write_silence(sink, offset - position)
+            sink.write(turn.clip.path.read_bytes())
+            position = offset + turn.clip.samples
+        _write_silence(sink, total - position)
+
+    _pipe_into(command, write, out)
+
+
+def _encode_realistic_track(
+    pieces: Sequence[_Piece],
+    begin_s: int,
+    end_s: int,
+    out: Path,
+    sample_rate: int,
+    floor: _Floor,
+) -> None:
+    """Like `_encode_track`, but pieces may overlap (they are summed) and ffmpeg adds the noise
+    floor under the whole track, so no stretch of it is digital silence."""
+    noise = (
+        f"anoisesrc=r={RENDER_RATE}:a={floor.amplitude:.8f}:c=white:s={floor.seed}"
+        f":d={end_s - begin_s}"
+    )
+    command = [
+        FFMPEG_BINARY,
+        *("-hide_banner", "-loglevel", "error", "-y"),
+        *("-f", "s16le", "-ar", str(RENDER_RATE), "-ac", "1", "-i", "pipe:0"),
+        *("-f", "lavfi", "-i", noise),
+        *("-filter_complex", "[0:a][1:a]amix=inputs=2:duration=first:normalize=0[out]"),
+        *("-map", "[out]", "-ar", str(sample_rate), "-ac", "1"),
+        *("-c:a", "aac", "-b:a", AAC_BITRATE, "-movflags", "+faststart", str(out)),
+    ]
+    origin = begin_s * RENDER_RATE
+    total = (end_s - begin_s) * RENDER_RATE
+    _pipe_into(command, lambda sink: _write_mix(sink, pieces, origin, total), out)
+
+
+def _pipe_into(command: list[str], write: Callable[[IO[bytes]], None], out: Path) -> None:
+    """Run ffmpeg `command` with `write` streaming its stdin; raise with its stderr on failure."""
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors)
         assert process.stdin is not None
         try:
-            position = 0
-            for turn in turns:
-                offset = turn.start_sample - origin
-                _write_silence(process.stdin, offset - position)
-                process.stdin.write(turn.clip.path.read_bytes())
-                position = offset + turn.clip.samples
-            _write_silence(process.stdin, total - position)
+            write(process.stdin)
             process.stdin.close()
         except BrokenPipeError:
             pass
@@ -721,6 +1190,53 @@ def _encode_track(
             errors.seek(0)
             message = errors.read().decode(errors="replace").strip()
             raise RuntimeError(f"ffmpeg failed encoding {out.name}: {message}")
+
+
+def _write_mix(sink: IO[bytes], pieces: Sequence[_Piece], origin: int, total: int) -> None:
+    """Write samples [origin, origin + total) of the timeline: zeros where nothing plays, a
+    piece's bytes where one plays, their sum where several do. Only playing pieces are loaded."""
+    queue = sorted(pieces, key=lambda piece: piece.start_sample)
+    playing: list[tuple[int, int, bytes]] = []  # start, end (relative to origin), PCM
+    position = 0
+    upcoming = 0
+    while position < total:
+        playing = [item for item in playing if item[1] > position]
+        while upcoming < len(queue) and queue[upcoming].start_sample - origin <= position:
+            piece = queue[upcoming]
+            upcoming += 1
+            start = piece.start_sample - origin
+            if start < 0 or start + piece.samples > total:
+                raise ValueError(f"a sound at sample {piece.start_sample} is outside the track")
+            data = piece.pcm()
+            if len(data) != 2 * piece.samples:
+                raise ValueError("a sound's PCM does not have the length it was scheduled with")
+            if piece.samples:
+                playing.append((start, start + piece.samples, data))
+        following = queue[upcoming].start_sample - origin if upcoming < len(queue) else total
+        stop = min([following, total, *(end for _, end, _ in playing)])
+        if not playing:
+            _write_silence(sink, stop - position)
+        elif len(playing) == 1:
+            start, _, data = playing[0]
+            sink.write(data[2 * (position - start) : 2 * (stop - start)])
+        else:
+            chunks = [
+                data[2 * (position - start) : 2 * (stop - start)] for start, _, data in playing
+            ]
+            sink.write(_sum_pcm(chunks))
+        position = stop
+
+
+def _sum_pcm(chunks: Sequence[bytes]) -> bytes:
+    """Sample-wise sum of equally long s16le chunks, clipped to the 16-bit range."""
+    arrays = [array.array("h", chunk) for chunk in chunks]
+    if sys.byteorder != "little":
+        for item in arrays:
+            item.byteswap()
+    mixed = array.array("h", [max(-32768, min(32767, sum(v))) for v in zip(*arrays, strict=True)])
+    if sys.byteorder != "little":
+        mixed.byteswap()
+    return mixed.tobytes()
 
 
 def _placeholder_video(render_dir: Path) -> Path:
@@ -859,15 +1375,26 @@ def _manifest_json(meeting: SyntheticMeeting) -> str:
                 "join_offset_s": p.join_offset_s,
                 "leave_offset_s": p.leave_offset_s,
                 "audio": _file_to_dict(p.audio),
+                **(
+                    {"noises": [{"kind": n.kind, "start": n.start, "end": n.end} for n in p.noises]}
+                    if meeting.realistic
+                    else {}
+                ),
             }
             for p in meeting.participants
         ],
         "audio_only": _file_to_dict(meeting.audio_only),
         "video": _file_to_dict(meeting.video),
         "timeline": _file_to_dict(meeting.timeline),
-        "lines": [[line.speaker, line.text, line.start, line.end] for line in meeting.lines],
+        "lines": [
+            [line.speaker, line.text, line.start, line.end]
+            + ([line.kind] if line.kind != SPEECH else [])
+            for line in meeting.lines
+        ],
         "cache_key": meeting.cache_key,
     }
+    if meeting.realistic:
+        document["realistic"] = True
     return json.dumps(document, ensure_ascii=False, indent=1)
 
 
@@ -905,14 +1432,21 @@ def _load_manifest(directory: Path, *, from_cache: bool) -> SyntheticMeeting:
                 join_offset_s=int(p["join_offset_s"]),
                 leave_offset_s=int(p["leave_offset_s"]),
                 audio=_file_from_dict(p["audio"], directory),
+                noises=tuple(
+                    NoiseEvent(n["kind"], float(n["start"]), float(n["end"]))
+                    for n in p.get("noises", [])
+                ),
             )
             for p in raw["participants"]
         ),
         audio_only=_file_from_dict(raw["audio_only"], directory),
         video=_file_from_dict(raw["video"], directory),
         timeline=_file_from_dict(raw["timeline"], directory),
-        lines=tuple(ScriptLine(s, t, float(a), float(b)) for s, t, a, b in raw["lines"]),
+        lines=tuple(
+            ScriptLine(s, t, float(a), float(b), *kind) for s, t, a, b, *kind in raw["lines"]
+        ),
         directory=directory,
         cache_key=raw["cache_key"],
         from_cache=from_cache,
+        realistic=bool(raw.get("realistic", False)),
     )

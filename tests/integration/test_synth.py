@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import array
 import base64
+import hashlib
 import itertools
 import json
 import math
 import re
 import subprocess
+import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,12 +19,13 @@ from typing import Any
 import pytest
 
 from sandbox import synth
-from sandbox.registry import MeetingRegistry, ScriptLine
+from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
 from sandbox.synth import (
     PARTICIPANT_FILE_PREFIX,
     SILENCEDETECT_NOISE_DB,
     SyntheticMeeting,
     build_recording_completed,
+    realism_report,
     synthesize_meeting,
 )
 
@@ -31,6 +36,16 @@ BASE_URL = "http://zoom.test"
 
 # Shared with test_fake_zoom.py so the session generates this meeting once.
 MEETING_PARAMS: dict[str, Any] = {"speakers": 3, "duration_s": 40, "seed": 11}
+REALISTIC_PARAMS: dict[str, Any] = {"speakers": 4, "duration_s": 240, "seed": 5, "realistic": True}
+
+# MEETING_PARAMS as generated before the realistic mode existed: its cache key (a function of the
+# parameters alone) and the SHA-256 of its manifest and files in `files()` order. The files also
+# depend on the encoder and the voices, so the digest is compared only under the tools it was
+# computed with; the key and the manifest's shape are compared everywhere.
+DEFAULT_KEY = "2b17d95cfc4fb93094c47fd6"
+DEFAULT_DIGEST = "e2cb2c460eb856611519958631d1b1924a5e363ec93514c812ef273a6a94fae8"
+DIGEST_TOOLS = ("ffmpeg version 5.1.9-0+deb12u1 ", "eSpeak NG text-to-speech: 1.51 ")
+DECODE_RATE = 16000
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +61,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> MeetingRegistry:
 @pytest.fixture(scope="session")
 def meeting(synth_dir: Path, registry: MeetingRegistry) -> SyntheticMeeting:
     return synthesize_meeting(**MEETING_PARAMS, workdir=synth_dir, registry=registry)
+
+
+@pytest.fixture(scope="session")
+def realistic(synth_dir: Path, registry: MeetingRegistry) -> SyntheticMeeting:
+    return synthesize_meeting(**REALISTIC_PARAMS, workdir=synth_dir, registry=registry)
 
 
 def probe(path: Path) -> dict[str, Any]:
@@ -304,3 +324,254 @@ def test_rejects_meetings_too_short_or_with_duplicate_names(tmp_path: Path) -> N
         synthesize_meeting(
             speakers=2, duration_s=30, seed=1, workdir=tmp_path, start_time=datetime(2024, 1, 1)
         )
+    with pytest.raises(ValueError, match="two speakers"):
+        synthesize_meeting(speakers=1, duration_s=30, seed=1, workdir=tmp_path, realistic=True)
+
+
+# --- realistic mode ---------------------------------------------------------------------------
+
+
+def decode(path: Path) -> array.array[int]:
+    """A track as mono s16le samples at DECODE_RATE."""
+    pcm = array.array("h")
+    pcm.frombytes(
+        subprocess.run(
+            [
+                *("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path)),
+                *("-f", "s16le", "-ac", "1", "-ar", str(DECODE_RATE), "-"),
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    if sys.byteorder != "little":
+        pcm.byteswap()
+    return pcm
+
+
+def level_dbfs(pcm: array.array[int], start_s: float, end_s: float) -> float:
+    """RMS of [start_s, end_s) of a decoded track in dBFS (-inf for digital silence)."""
+    window = pcm[round(start_s * DECODE_RATE) : round(end_s * DECODE_RATE)]
+    assert len(window) > 0
+    mean_square = sum(v * v for v in window) / len(window)
+    return 10 * math.log10(mean_square / 32768**2) if mean_square else -math.inf
+
+
+def longest_zero_run(pcm: array.array[int]) -> int:
+    longest = run = 0
+    for value in pcm:
+        run = run + 1 if value == 0 else 0
+        longest = max(longest, run)
+    return longest
+
+
+def quiet_spans(
+    sounds: list[tuple[float, float]], end_s: float, margin_s: float = 0.15
+) -> list[tuple[float, float]]:
+    """[0, end_s) minus the sounds, each widened by margin_s (AAC smears edges); spans >= 0.3 s."""
+    spans = []
+    cursor = 0.0
+    for start, end in sorted(sounds):
+        if start - margin_s - cursor >= 0.3:
+            spans.append((cursor, start - margin_s))
+        cursor = max(cursor, end + margin_s)
+    if end_s - cursor >= 0.3:
+        spans.append((cursor, end_s))
+    return spans
+
+
+def grid_shares(meeting: SyntheticMeeting) -> tuple[float, float, int]:
+    """Silence share of the meeting, overlap share of speech and the most voices at once, counted
+    on a 10 ms grid (independently of `realism_report`)."""
+    voices = [0] * (meeting.duration_s * 100)
+    for line in meeting.lines:
+        for tick in range(math.ceil(line.start * 100), math.ceil(line.end * 100)):
+            voices[tick] += 1
+    speech = sum(1 for v in voices if v)
+    return (
+        (len(voices) - speech) / len(voices),
+        sum(1 for v in voices if v >= 2) / speech,
+        max(voices),
+    )
+
+
+def test_realistic_meeting_has_pauses_overlaps_and_backchannels(
+    realistic: SyntheticMeeting,
+) -> None:
+    silence, overlap, most = grid_shares(realistic)
+    assert silence >= 0.15
+    assert 0.10 <= overlap <= 0.15
+    assert most == 2
+    report = realism_report(realistic)
+    assert report["silence_share"] == pytest.approx(silence, abs=0.005)
+    assert report["overlap_share"] == pytest.approx(overlap, abs=0.005)
+
+    speech = [line for line in realistic.lines if line.kind == "speech"]
+    backchannels = [line for line in realistic.lines if line.kind == "backchannel"]
+    assert report["lines"] == len(speech)
+    assert report["backchannels"] == len(backchannels) >= 3
+    for short in backchannels:
+        assert short.text in synth.BACKCHANNELS
+        assert short.end - short.start < 1.0
+        assert any(
+            host.speaker != short.speaker and host.start <= short.start and short.end <= host.end
+            for host in speech
+        ), short
+    # Turn changes: some cut into the end of the line before, a few interrupt it for over a second.
+    cuts = [
+        before.end - after.start
+        for before, after in itertools.combinations(speech, 2)
+        if before.speaker != after.speaker and before.start < after.start < before.end
+    ]
+    assert len(cuts) >= 5
+    assert any(cut >= 1.0 for cut in cuts)
+    assert sum(cut < 1.0 for cut in cuts) > len(cuts) / 2
+
+
+def test_realistic_speakers_never_overlap_themselves_or_talk_alone(
+    realistic: SyntheticMeeting,
+) -> None:
+    for participant in realistic.participants:
+        own = realistic.lines_of(participant.name)
+        assert own, participant.name
+        for before, after in itertools.pairwise(own):
+            assert after.start >= before.end
+        for line in own:
+            assert participant.join_offset_s <= line.start < line.end <= participant.leave_offset_s
+            company = [
+                p
+                for p in realistic.participants
+                if p is not participant and p.join_offset_s <= line.start < p.leave_offset_s
+            ]
+            assert company, line
+
+
+def test_realistic_noise_events_are_in_the_manifest_not_the_script(
+    realistic: SyntheticMeeting, registry: MeetingRegistry
+) -> None:
+    kinds = Counter(n.kind for p in realistic.participants for n in p.noises)
+    assert kinds["keyboard"] >= 2
+    assert kinds["cough"] >= 2
+    report = realism_report(realistic)
+    assert (report["keyboard_events"], report["cough_events"]) == (
+        kinds["keyboard"],
+        kinds["cough"],
+    )
+    for participant in realistic.participants:
+        own = realistic.lines_of(participant.name)
+        for noise in participant.noises:
+            assert participant.join_offset_s <= noise.start < noise.end
+            assert noise.end <= participant.leave_offset_s
+            if noise.kind == "cough":
+                assert 0.2 <= noise.end - noise.start <= 0.4
+            else:
+                assert noise.kind == "keyboard"
+                assert noise.end - noise.start >= 1.0
+            assert all(line.end <= noise.start or noise.end <= line.start for line in own), noise
+    raw = json.loads((realistic.directory / synth.MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert raw["realistic"] is True
+    assert [
+        [(n["kind"], n["start"], n["end"]) for n in p["noises"]] for p in raw["participants"]
+    ] == [[(n.kind, n.start, n.end) for n in p.noises] for p in realistic.participants]
+    scripted = registry.get(realistic.topic)
+    assert scripted is not None
+    assert scripted.lines == list(realistic.lines)
+    assert {line.text for line in scripted.lines} <= {*synth.SENTENCES, *synth.BACKCHANNELS}
+
+
+def test_realistic_tracks_have_a_noise_floor_noises_and_speech(
+    realistic: SyntheticMeeting,
+) -> None:
+    for participant in realistic.participants:
+        pcm = decode(participant.audio.path)
+        shift = participant.join_offset_s
+        window = participant.leave_offset_s - shift
+        pcm = pcm[: window * DECODE_RATE]  # AAC pads a few ms past the end
+        own = realistic.lines_of(participant.name)
+        sounds = [(x.start - shift, x.end - shift) for x in [*own, *participant.noises]]
+        quiet = quiet_spans(sounds, window)
+        assert len(quiet) >= 5
+        floors = [level_dbfs(pcm, start, end) for start, end in quiet]
+        assert all(-75.0 < level < -50.0 for level in floors), (participant.name, floors)
+        floor = max(floors)
+        assert longest_zero_run(pcm) < DECODE_RATE // 100, participant.name  # no 10 ms
+        for noise in participant.noises:
+            level = level_dbfs(pcm, noise.start - shift, noise.end - shift)
+            assert level >= floor + 10.0, (participant.name, noise, level, floor)
+        for line in own:
+            level = level_dbfs(pcm, line.start - shift, line.end - shift)
+            assert level >= max(-35.0, floor + 20.0), (participant.name, line, level)
+    mixed = decode(realistic.audio_only.path)[: realistic.duration_s * DECODE_RATE]
+    assert longest_zero_run(mixed) < DECODE_RATE // 100
+    for line in realistic.lines:
+        assert level_dbfs(mixed, line.start, line.end) >= -35.0, line
+
+
+def test_realistic_generation_is_deterministic_and_cached(
+    realistic: SyntheticMeeting,
+    synth_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(synth, "ESPEAK_BINARY", "/nonexistent/espeak-ng")
+    renders = synth_dir / ".renders"
+
+    twin = synthesize_meeting(**REALISTIC_PARAMS, workdir=tmp_path, cache_dir=renders)
+
+    assert not twin.from_cache
+    assert twin.realistic
+    assert twin.cache_key == realistic.cache_key != DEFAULT_KEY
+    assert twin.lines == realistic.lines
+    for ours, theirs in zip(twin.files(), realistic.files(), strict=True):
+        assert ours.path.read_bytes() == theirs.path.read_bytes(), ours.path.name
+    assert [p.noises for p in twin.participants] == [p.noises for p in realistic.participants]
+
+    monkeypatch.setattr(synth, "FFMPEG_BINARY", "/nonexistent/ffmpeg")
+    again = synthesize_meeting(**REALISTIC_PARAMS, workdir=tmp_path, cache_dir=renders)
+
+    assert again.from_cache
+    assert again.realistic
+    assert again.lines == twin.lines
+    assert [p.noises for p in again.participants] == [p.noises for p in twin.participants]
+
+
+def test_default_meetings_are_unchanged_by_the_realistic_mode(meeting: SyntheticMeeting) -> None:
+    assert meeting.cache_key == DEFAULT_KEY
+    assert not meeting.realistic
+    manifest = (meeting.directory / synth.MANIFEST_NAME).read_bytes()
+    raw = json.loads(manifest)
+    assert "realistic" not in raw
+    assert all("noises" not in p for p in raw["participants"])
+    assert all(len(line) == 4 for line in raw["lines"])
+    assert {line.kind for line in meeting.lines} == {"speech"}
+    assert all(not p.noises for p in meeting.participants)
+    versions = [
+        subprocess.run(command, capture_output=True, text=True).stdout
+        for command in (["ffmpeg", "-version"], ["espeak-ng", "--version"])
+    ]
+    if all(v.startswith(tool) for v, tool in zip(versions, DIGEST_TOOLS, strict=True)):
+        digest = hashlib.sha256(manifest)
+        for item in meeting.files():
+            digest.update(item.path.read_bytes())
+        assert digest.hexdigest() == DEFAULT_DIGEST
+
+
+def test_script_documents_without_a_kind_read_as_speech(tmp_path: Path) -> None:
+    older = {
+        "uuid": "u",
+        "topic": "t",
+        "speakers": ["A", "B"],
+        "lines": [{"speaker": "A", "text": "Hello.", "start": 1.0, "end": 2.5}],
+    }
+    assert ScriptedMeeting.from_json(json.dumps(older)).lines == [
+        ScriptLine("A", "Hello.", 1.0, 2.5, "speech")
+    ]
+    registry = MeetingRegistry(tmp_path)
+    lines = [
+        ScriptLine("A", "Hello there.", 1.0, 3.0),
+        ScriptLine("B", "Yeah.", 2.0, 2.4, kind="backchannel"),
+    ]
+    registry.register(ScriptedMeeting(uuid="u", topic="t", speakers=["A", "B"], lines=lines))
+    stored = registry.get("t")
+    assert stored is not None
+    assert stored.lines == lines
