@@ -80,8 +80,18 @@ format: setup ## Apply ruff's fixes and formatting
 demo: setup ## A synthetic meeting through the pipeline on the local stack
 	$(PY) -m sandbox.demo $(DEMO_ARGS)
 
+# The speech detectors bench/vad.py compares: the `vad` extra, and silero-vad without its torch
+# dependency (the bench runs the package's ONNX model on onnxruntime). Not part of `setup`.
+VAD_STAMP := $(VENV)/.installed-vad
+SILERO_VAD_VERSION := 6.2.3
+
+$(VAD_STAMP): $(PIP_STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[vad]'
+	$(PY) -m pip install -q --no-deps silero-vad==$(SILERO_VAD_VERSION)
+	@touch $@
+
 .PHONY: bench
-bench: setup ## Benchmarks: ratios against a baseline measured in the same run
+bench: setup $(VAD_STAMP) ## Benchmarks: ratios against a baseline measured in the same run
 	@failed=""; for bench in bench/[!_]*.py; do echo "== $$bench"; $(PY) $$bench || failed="$$failed $$bench"; done; \
 	if [ -n "$$failed" ]; then echo "bench: targets missed in:$$failed"; exit 1; fi
 

@@ -18,7 +18,7 @@ DOCKER = ROOT / "docker"
 LAMBDA_DOCKERFILE = DOCKER / "lambda.Dockerfile"
 TASK_DOCKERFILE = DOCKER / "task.Dockerfile"
 # Optional dependency groups that are not services (no image of their own).
-NON_SERVICE_GROUPS = {"sandbox", "dev"}
+NON_SERVICE_GROUPS = {"sandbox", "dev", "vad"}  # vad: only the benchmarks install it
 
 
 @dataclass(frozen=True)
