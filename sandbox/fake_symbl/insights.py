@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from sandbox.fake_symbl.model import Segment, _Member, _Message, _numeric_id, _Transcript
+from sandbox.fake_symbl.model import _Member, _Message, _numeric_id, _Transcript
+from sandbox.intervals import intersection, total, union
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DATE_WORDS = re.compile(r"\b(today|tomorrow|next week|" + "|".join(_WEEKDAYS) + r")\b", re.I)
@@ -224,29 +224,11 @@ def _summary(transcript: _Transcript) -> list[dict[str, Any]]:
     ]
 
 
-def _union(spans: Iterable[Segment]) -> list[Segment]:
-    merged: list[Segment] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def _intersection(a: list[Segment], b: list[Segment]) -> list[Segment]:
-    return [(max(s1, s2), min(e1, e2)) for s1, e1 in a for s2, e2 in b if min(e1, e2) > max(s1, s2)]
-
-
-def _seconds(spans: Iterable[Segment]) -> float:
-    return sum(end - start for start, end in _union(spans))
-
-
 def _analytics(transcript: _Transcript) -> dict[str, Any]:
     """Talk/silence/overlap from true speech times; talk and listen shares of total talk."""
     members = transcript.members
     talk = {
-        m: _union(
+        m: union(
             (x.time_offset, x.time_offset + x.duration)
             for x in transcript.messages
             if x.member == m
@@ -256,11 +238,11 @@ def _analytics(transcript: _Transcript) -> dict[str, Any]:
     words = {
         m: sum(len(x.text.split()) for x in transcript.spoken if x.member == m) for m in members
     }
-    total_talk = _seconds(span for spans in talk.values() for span in spans)
+    total_talk = total(span for spans in talk.values() for span in spans)
     overlap_spans = [
         span
         for a, b in itertools.combinations(members, 2)
-        for span in _intersection(talk[a], talk[b])
+        for span in intersection(talk[a], talk[b])
     ]
     duration = transcript.duration
 
@@ -273,12 +255,12 @@ def _analytics(transcript: _Transcript) -> dict[str, Any]:
         return {"percentage": round(percent, 3), "seconds": round(seconds, 3)}
 
     def member_json(member: _Member) -> dict[str, Any]:
-        own = _seconds(talk[member])
+        own = total(talk[member])
         others = [m for m in members if m != member]
-        with_others = _intersection(talk[member], _union(s for m in others for s in talk[m]))
+        with_others = intersection(talk[member], union(s for m in others for s in talk[m]))
         overlapping = []
         for other in others:
-            seconds = _seconds(_intersection(talk[member], talk[other]))
+            seconds = total(intersection(talk[member], talk[other]))
             if seconds > 0:
                 overlapping.append(
                     _insight_from(other)
@@ -289,7 +271,7 @@ def _analytics(transcript: _Transcript) -> dict[str, Any]:
             "talkTime": share(own),
             "listenTime": share(total_talk - own),
             "overlap": {
-                "overlapDuration": round(_seconds(with_others), 3),
+                "overlapDuration": round(total(with_others), 3),
                 "overlappingMembers": overlapping,
             },
         }
@@ -298,7 +280,7 @@ def _analytics(transcript: _Transcript) -> dict[str, Any]:
         "metrics": [
             metric("total_silence", max(0.0, duration - total_talk)),
             metric("total_talk_time", total_talk),
-            metric("total_overlap", _seconds(overlap_spans)),
+            metric("total_overlap", total(overlap_spans)),
         ],
         "members": [member_json(m) for m in members],
     }
