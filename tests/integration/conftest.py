@@ -10,7 +10,9 @@ import pytest
 from sandbox.aws_resources import ProvisionedStack, StackNames, provision
 from sandbox.credentials import SandboxCredentials
 from sandbox.local_aws import LocalAws
+from sandbox.synth import SyntheticMeeting, synthesize_meeting
 from services.core import aws
+from tests.conftest import ROOT
 
 # The Zoom reference's test-vector secret, so signatures in tests can be checked by hand.
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -33,3 +35,15 @@ def stack(
 ) -> ProvisionedStack:
     aws.reset_clients()
     return provision(StackNames(unique_prefix), credentials.secret_values())
+
+
+@pytest.fixture(scope="session")
+def meeting3() -> SyntheticMeeting:
+    """Three speakers, 40 s: the merger tests' meeting, synthesized once and cached."""
+    return synthesize_meeting(
+        speakers=["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"],
+        duration_s=40,
+        seed=3,
+        workdir=ROOT / ".cache" / "synth",
+        topic="Merger test: three speakers",
+    )

@@ -26,7 +26,7 @@ import requests
 
 from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
-from sandbox.synth import SyntheticMeeting, synthesize_meeting
+from sandbox.synth import SyntheticMeeting
 from services.core import aws
 from services.core.errors import ConfigurationError
 from services.core.intake import accept_recording
@@ -37,28 +37,14 @@ from services.core.zoom_models import RecordingCompletedEvent
 from services.merger.handler import handle_batch
 from services.merger.task import run_task
 from services.submitter.pump import run_pump
-from tests.conftest import ROOT
 from tests.support.merger_rig import MergerRig, merger_rig
 from tests.support.submitter_rig import submitter_rig, two_channel_flac
 
-CACHE = ROOT / ".cache" / "synth"
 # A query parameter that carries a credential or a signature, with a value that is not ours.
 SIGNED_QUERY = re.compile(
     r"[?&](?:sig|expires|X-Amz-[A-Za-z-]+|access_token|token|download_token)=(?!<redacted>)",
     re.IGNORECASE,
 )
-
-
-@pytest.fixture(scope="session")
-def meeting() -> SyntheticMeeting:
-    # The meeting test_merger.py synthesizes: one render, cached, serves both.
-    return synthesize_meeting(
-        speakers=["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"],
-        duration_s=40,
-        seed=3,
-        workdir=CACHE,
-        topic="Merger test: three speakers",
-    )
 
 
 @pytest.fixture
@@ -174,7 +160,7 @@ def rig(stack: ProvisionedStack, credentials: SandboxCredentials) -> Iterator[Me
 
 def test_a_download_cut_off_from_its_signed_url_logs_no_secret(
     rig: MergerRig,
-    meeting: SyntheticMeeting,
+    meeting3: SyntheticMeeting,
     credentials: SandboxCredentials,
     logs: io.StringIO,
 ) -> None:
@@ -184,13 +170,13 @@ def test_a_download_cut_off_from_its_signed_url_logs_no_secret(
     deps = rig.deps(DOWNLOAD_RETRY_BUDGET_SECONDS=1, ZOOM_DOWNLOAD_LOOPBACK_ORIGINS=allowed)
     # In the Lambda: the queued request carries the webhook's download_token.
     _, inline_token, inline_signatures = receive_with_unreachable_signed_urls(
-        rig, replace(meeting, uuid="redact/inline=="), nowhere
+        rig, replace(meeting3, uuid="redact/inline=="), nowhere
     )
     result = handle_batch(merge_requests(rig), deps)
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] != []
     # In the Fargate task, which logs the whole exception chain.
     task_uuid, task_token, task_signatures = receive_with_unreachable_signed_urls(
-        rig, replace(meeting, uuid="redact/task=="), nowhere
+        rig, replace(meeting3, uuid="redact/task=="), nowhere
     )
     assert run_task(task_uuid, None, deps) == 2
 
@@ -206,11 +192,11 @@ def test_a_download_cut_off_from_its_signed_url_logs_no_secret(
 
 def test_a_malformed_merge_message_logs_no_token(
     rig: MergerRig,
-    meeting: SyntheticMeeting,
+    meeting3: SyntheticMeeting,
     credentials: SandboxCredentials,
     logs: io.StringIO,
 ) -> None:
-    token = rig.zoom.make_download_token(replace(meeting, account_id=rig.zoom.account_id))
+    token = rig.zoom.make_download_token(replace(meeting3, account_id=rig.zoom.account_id))
     bodies = [
         json.dumps({"download_token": token}),  # no meeting_uuid
         json.dumps({"meeting_uuid": 42, "download_token": token}),

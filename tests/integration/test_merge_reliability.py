@@ -13,7 +13,7 @@ import pytest
 
 from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
-from sandbox.synth import SyntheticMeeting, synthesize_meeting
+from sandbox.synth import SyntheticMeeting
 from services.core import aws
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.zoom import Participant
@@ -21,23 +21,8 @@ from services.merger.dispatch import Dispatch, dispatch_merge
 from services.merger.handler import handle_batch
 from services.merger.merge import merge_meeting
 from services.merger.task import run_task
-from tests.conftest import ROOT
 from tests.integration.test_merger import ecs_setup
 from tests.support.merger_rig import MergerRig, merger_rig
-
-CACHE = ROOT / ".cache" / "synth"
-
-
-@pytest.fixture(scope="session")
-def meeting3() -> SyntheticMeeting:
-    # The same meeting test_merger.py synthesizes: one render, cached, serves both.
-    return synthesize_meeting(
-        speakers=["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"],
-        duration_s=40,
-        seed=3,
-        workdir=CACHE,
-        topic="Merger test: three speakers",
-    )
 
 
 @pytest.fixture

@@ -27,17 +27,6 @@ TOLERANCE_S = 0.05
 
 
 @pytest.fixture(scope="session")
-def meeting3() -> SyntheticMeeting:
-    return synthesize_meeting(
-        speakers=["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"],
-        duration_s=40,
-        seed=3,
-        workdir=CACHE,
-        topic="Merger test: three speakers",
-    )
-
-
-@pytest.fixture(scope="session")
 def meeting12() -> SyntheticMeeting:
     return synthesize_meeting(
         speakers=12, duration_s=30, seed=12, workdir=CACHE, topic="Merger test: twelve speakers"

@@ -24,7 +24,7 @@ from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
 from sandbox.fake_zoom import loopback_origin
 from sandbox.http_server import LoopbackServer
-from sandbox.synth import SyntheticMeeting, synthesize_meeting
+from sandbox.synth import SyntheticMeeting
 from sandbox.zoom_webhook_sender import compact_json
 from services.core import aws, zoom
 from services.core.recordings import State
@@ -32,7 +32,6 @@ from services.core.settings import WebhookSettings, settings_from
 from services.core.zoom import DownloadSpec, DownloadUrlPolicy, ZoomDownloader
 from services.webhook.app import build_deps, create_app
 from services.webhook.zoom_signature import zoom_signature
-from tests.conftest import ROOT
 from tests.integration.conftest import WEBHOOK_SECRET
 from tests.support.merger_rig import MergerRig, merger_rig
 
@@ -84,17 +83,6 @@ def attacker() -> Iterator[tuple[RecordingHost, LoopbackServer]]:
     host = RecordingHost()
     with LoopbackServer(host.app()) as server:
         yield host, server
-
-
-@pytest.fixture(scope="session")
-def meeting3() -> SyntheticMeeting:
-    return synthesize_meeting(
-        speakers=["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"],
-        duration_s=40,
-        seed=3,
-        workdir=ROOT / ".cache" / "synth",
-        topic="Merger test: three speakers",
-    )
 
 
 @pytest.fixture
