@@ -121,8 +121,16 @@ class Recording(_Item):
     merged_key: str | None = None
     merged_seconds: float | None = None
     merged_bytes: int | None = None
-    # A segment map: spans of the merged file → speakers. Today every span is a whole channel.
+    # Multichannel layout: which speakers each channel carries (the segment map's special
+    # case, small enough to keep on the item; the submitter sends it as channelMetadata).
     channel_map: list[dict[str, Any]] = Field(default_factory=list)
+    # "compact", "multichannel" or "mixed" (the fallback without participant files).
+    audio_layout: str | None = None
+    # The segment map (services/core/speech/segment_map.py), stored next to the merged file.
+    segment_map_key: str | None = None
+    # Compact layout, after the provider finished: speaker events sent / seen in the transcript.
+    speakers_sent_at: str | None = None
+    speakers_confirmed_at: str | None = None
     diarization: bool = False
     symbl_job_id: str | None = None
     symbl_conversation_id: str | None = None
