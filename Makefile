@@ -29,10 +29,13 @@ $(SYS_STAMP): Makefile
 	fi
 	@mkdir -p $(dir $@) && touch $@
 
+# The groups, then the merger's speech model: silero-vad without its torch dependency (pyproject's
+# [tool.insights.no-deps]; its version is constraints.txt's).
 $(PIP_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[webhook,merger,notifier,sandbox,dev]'
+	$(PY) -m pip install -q --no-deps -c constraints.txt silero-vad
 	@touch $@
 
 .PHONY: setup
@@ -80,14 +83,12 @@ format: setup ## Apply ruff's fixes and formatting
 demo: setup ## A synthetic meeting through the pipeline on the local stack
 	$(PY) -m sandbox.demo $(DEMO_ARGS)
 
-# The speech detectors bench/vad.py compares: the `vad` extra, and silero-vad without its torch
-# dependency (the bench runs the package's ONNX model on onnxruntime). Not part of `setup`.
+# The other speech detectors bench/vad.py compares with the merger's (the `vad` extra); silero-vad
+# comes with `setup`. Not part of `setup`.
 VAD_STAMP := $(VENV)/.installed-vad
-SILERO_VAD_VERSION := 6.2.3
 
 $(VAD_STAMP): $(PIP_STAMP) pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[vad]'
-	$(PY) -m pip install -q --no-deps silero-vad==$(SILERO_VAD_VERSION)
 	@touch $@
 
 .PHONY: bench

@@ -11,14 +11,22 @@ track is decoded once with ffmpeg to 16 kHz mono s16le, and every detector runs 
   silences it reports), swept over its noise threshold and minimum silence duration.
 - webrtcvad: `webrtcvad-wheels`, frames of 10 and 30 ms, aggressiveness 1-3, with a hangover (a
   gap of unvoiced frames shorter than it stays speech) and runs shorter than 60 ms dropped.
-- silero: silero-vad's ONNX model (shipped in the PyPI package) on onnxruntime, without torch:
-  512-sample windows with the previous 64 samples prepended, state [2, 1, 128], as the package's
-  `OnnxWrapper`; segments by its `get_speech_timestamps` hysteresis (on at `threshold`, off after
-  100 ms below `threshold - 0.15`; segments shorter than `min_speech` dropped).
+- silero: silero-vad's ONNX model (shipped in the PyPI package) on onnxruntime, without torch,
+  on every window (`services.merger.speech.Silero`: 512-sample windows with the previous 64
+  samples prepended, state [2, 1, 128], as the package's `OnnxWrapper`); segments by its
+  `get_speech_timestamps` hysteresis (on at `threshold`, off after 100 ms below
+  `threshold - 0.15`; segments shorter than `min_speech` dropped).
+- gate+silero: the merger's own detector (`services.merger.speech`): a level gate over each
+  track's noise floor finds candidate runs, silero-vad confirms each from its first
+  `speech_check_seconds` only, and each confirmed run's edges extend over the soft audio next to
+  it (louder than the floor by `speech_edge_db`, at most 0.3 s each way). Its first setting is
+  MergerSettings' defaults; the others move the gate, the edge level and the check threshold
+  either way.
 
 Every detector's segments then get the same post-processing, swept the same for all: padding
-before and after each segment (PADDINGS) and segments closer than MERGE_GAP_S merged, clipped to
-the track. Measured per setting and padding, per meeting:
+before and after each segment (PADDINGS, the first being the compact layout's default padding)
+and segments closer than MERGE_GAP_S merged, clipped to the track. Measured per setting and
+padding, per meeting:
 
 - speech missed: seconds of scripted speech (the union of each speaker's lines) outside the
   segments, as % of speech. Words are not timed individually in the script, so the words-lost
@@ -38,8 +46,8 @@ speech, CPU <= 60 s per audio hour. Wasted is 30 %, not 25 %, because of what pa
 itself: the row "script lines" is a perfect detector (the script) padded and merged the same way,
 and at the padding that clips no line (0.3 s before: silero's onset lags a soft first consonant
 by 40-100 ms) it already wastes about 23 % of speech.
-Generated meetings are cached under .cache/bench-vad/. Needs the `vad` extra and silero-vad
-(`make bench` installs them).
+Generated meetings are cached under .cache/bench-vad/. Needs silero-vad and onnxruntime (`make
+setup` installs them for the merger) and the `vad` extra for webrtcvad (`make bench`).
 
     .venv/bin/python bench/vad.py [--quick]    # --quick: the 4-speaker 10-minute meeting only
 """
@@ -47,7 +55,6 @@ Generated meetings are cached under .cache/bench-vad/. Needs the `vad` extra and
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import resource
 import subprocess
@@ -55,7 +62,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +71,26 @@ sys.path.insert(0, str(ROOT))
 
 from bench._targets import Target, report  # noqa: E402
 from sandbox.intervals import Interval, complement, intersection, total, union  # noqa: E402
+from services.core.settings import MergerSettings  # noqa: E402
+from services.merger.speech import (  # noqa: E402
+    SILERO_WINDOW,
+    DetectionParams,
+    Silero,
+    detect_in_pcm,
+)
 
 RATE = 16000
 # Padding (before, after) of every detected segment, swept the same for every detector; the
-# first is the default the per-setting tables use.
-PADDINGS: tuple[tuple[float, float], ...] = ((0.2, 0.2), (0.3, 0.2), (0.3, 0.3))
+# first, the compact layout's default, is the one the per-setting tables use.
+PRODUCTION_PADDING = (
+    float(MergerSettings.model_fields["compact_pad_before_seconds"].default),
+    float(MergerSettings.model_fields["compact_pad_after_seconds"].default),
+)
+PADDINGS: tuple[tuple[float, float], ...] = tuple(
+    dict.fromkeys((PRODUCTION_PADDING, (0.2, 0.2), (0.3, 0.2), (0.3, 0.3)))
+)
 MERGE_GAP_S = 0.3  # segments closer than this after padding are merged into one
 WEBRTC_MIN_RUN_S = 0.06  # voiced runs shorter than this are dropped (clicks)
-SILERO_WINDOW = 512  # samples per model call at 16 kHz
-SILERO_CONTEXT = 64  # samples of the previous window prepended at 16 kHz
 SILERO_MIN_SILENCE_S = 0.1  # get_speech_timestamps' default min_silence_duration_ms
 SILERO_NEG_OFFSET = 0.15  # neg_threshold = threshold - this (the package's default)
 CACHE = ROOT / ".cache" / "bench-vad"
@@ -334,46 +352,6 @@ def run_webrtcvad(track: Track, scratch: Path) -> list[Run]:
     return runs
 
 
-def silero_model_path() -> Path:
-    """silero_vad/data/silero_vad.onnx, found without importing the package (it imports torch)."""
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("silero-vad is not installed: pip install --no-deps silero-vad==6.2.3")
-    return Path(spec.origin).parent / "data" / "silero_vad.onnx"
-
-
-class Silero:
-    """The ONNX model, called as silero_vad.utils_vad.OnnxWrapper calls it at 16 kHz."""
-
-    def __init__(self) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            str(silero_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-
-    def probabilities(self, pcm: bytes) -> list[float]:
-        import numpy as np
-
-        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-        remainder = len(audio) % SILERO_WINDOW
-        if remainder:
-            audio = np.concatenate([audio, np.zeros(SILERO_WINDOW - remainder, np.float32)])
-        state = np.zeros((2, 1, 128), np.float32)
-        context = np.zeros((1, SILERO_CONTEXT), np.float32)
-        rate = np.array(RATE, dtype=np.int64)
-        out: list[float] = []
-        for offset in range(0, len(audio), SILERO_WINDOW):
-            chunk = np.concatenate([context, audio[None, offset : offset + SILERO_WINDOW]], axis=1)
-            prob, state = self.session.run(None, {"input": chunk, "state": state, "sr": rate})
-            context = chunk[:, -SILERO_CONTEXT:]
-            out.append(float(prob[0][0]))
-        return out
-
-
 def probabilities_to_segments(
     probs: Sequence[float],
     window_s: float,
@@ -424,6 +402,58 @@ def run_silero(track: Track, model: Silero) -> list[Run]:
         )
         cpu = shared + time.process_time() - started
         runs.append((f"threshold={threshold} min_speech={min_speech}s", segments, cpu))
+    return runs
+
+
+def production_defaults() -> DetectionParams:
+    """The merger's detection settings at their defaults (MergerSettings, not instantiated: the
+    bench has no deployment to configure)."""
+    fields = MergerSettings.model_fields
+
+    def default(name: str) -> float:
+        value = fields[name].default
+        assert isinstance(value, int | float), name
+        return float(value)
+
+    return DetectionParams(
+        gate_db=default("speech_gate_db"),
+        gate_min_dbfs=default("speech_gate_min_dbfs"),
+        vad_threshold=default("speech_vad_threshold"),
+        check_seconds=default("speech_check_seconds"),
+        min_speech_seconds=default("compact_min_speech_seconds"),
+        edge_db=default("speech_edge_db"),
+    )
+
+
+def production_sweep() -> list[DetectionParams]:
+    """The defaults first, then the gate, the edge level and the check threshold moved either
+    way (an edge level at the gate's is the gate alone: runs end where the gate ends them)."""
+    base = production_defaults()
+    sweep = [base]
+    for gate_db in (base.gate_db - 6, base.gate_db - 3, base.gate_db + 3):
+        sweep.append(replace(base, gate_db=gate_db))
+    for edge_db in (base.edge_db - 1, base.edge_db + 1, base.gate_db):
+        if edge_db != base.edge_db:
+            sweep.append(replace(base, edge_db=edge_db))
+    for threshold in (0.3, 0.7):
+        if threshold != base.vad_threshold:
+            sweep.append(replace(base, vad_threshold=threshold))
+    return sweep
+
+
+def run_production(track: Track, model: Silero) -> list[Run]:
+    """services.merger.speech as the merger runs it (a level gate over the track's noise floor,
+    each candidate run confirmed by silero-vad from its start, its edges widened over the soft
+    audio next to it), on the same decoded PCM."""
+    runs: list[Run] = []
+    for params in production_sweep():
+        started = time.process_time()
+        found = detect_in_pcm(track.pcm, params, model)
+        setting = (
+            f"gate={params.gate_db:g}dB edge={params.edge_db:g}dB "
+            f"vad>={params.vad_threshold:g} check={params.check_seconds:g}s"
+        )
+        runs.append((setting, list(found.runs), time.process_time() - started))
     return runs
 
 
@@ -524,7 +554,7 @@ def measure(
 # --- output -------------------------------------------------------------------------------------
 
 HEADER = (
-    f"{'detector':<14}{'setting':<31}{'pad':>8}{'missed':>8}{'clipped':>10}{'lost':>6}{'wasted':>9}"
+    f"{'detector':<14}{'setting':<40}{'pad':>10}{'missed':>8}{'clipped':>10}{'lost':>6}{'wasted':>9}"
     f"{'on noise':>16}{'kept':>7}{'segs':>6}{'CPU s/h':>9}"
 )
 
@@ -534,7 +564,7 @@ def row(score: Score) -> str:
     kept = score.detected_s / score.audio_s if score.audio_s else 0.0
     pad = "{:g}/{:g}".format(*score.padding)
     return (
-        f"{score.detector:<14}{score.setting:<31}{pad:>8}{100 * score.missed_share:>7.2f}%"
+        f"{score.detector:<14}{score.setting:<40}{pad:>10}{100 * score.missed_share:>7.2f}%"
         f"{score.clipped:>5}/{score.lines:<4}{score.lost:>6}{100 * score.wasted_share:>8.1f}%"
         f"{noise:>16}{100 * kept:>6.1f}%{score.segments:>6}{score.cpu_per_hour:>9.2f}"
     )
@@ -578,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "silencedetect": lambda track: run_silencedetect(track, scratch),
             "webrtcvad": lambda track: run_webrtcvad(track, scratch),
             "silero": lambda track: run_silero(track, model),
+            "gate+silero": lambda track: run_production(track, model),
         }
         for case in cases:
             tracks, realism = load_tracks(case)

@@ -21,21 +21,26 @@ ARG SERVICE=webhook
 
 FROM ${FFMPEG_IMAGE} AS ffmpeg
 
-# The requirement list: the shared dependencies plus the service's group of pyproject.toml.
+# The requirement lists: the shared dependencies plus the service's group of pyproject.toml, and
+# the service's packages installed without their dependencies ([tool.insights.no-deps]; the
+# merger's silero-vad, whose torch requirement it never imports; empty for the other services).
 FROM ${LAMBDA_BASE} AS requirements
 ARG SERVICE
 WORKDIR /build
 COPY pyproject.toml ./
-RUN python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies'][sys.argv[1]]))" "${SERVICE}" > requirements.txt
+RUN python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies'][sys.argv[1]]))" "${SERVICE}" > requirements.txt \
+    && python3 -c "import sys, tomllib; t = tomllib.load(open('pyproject.toml', 'rb'))['tool']['insights']['no-deps']; print('\n'.join(t.get(sys.argv[1], [])))" "${SERVICE}" > no-deps.txt
 
 # Dependencies at the versions of constraints.txt, in a layer that is rebuilt only when the
 # requirement list or the constraints change (never for a code change).
 FROM ${LAMBDA_BASE} AS deps
 WORKDIR /build
-COPY --from=requirements /build/requirements.txt ./
+COPY --from=requirements /build/requirements.txt /build/no-deps.txt ./
 COPY constraints.txt ./
 RUN python3 -m pip install --no-cache-dir --disable-pip-version-check --target /opt/deps \
-        -c constraints.txt -r requirements.txt
+        -c constraints.txt -r requirements.txt \
+    && python3 -m pip install --no-cache-dir --disable-pip-version-check --target /opt/deps \
+        --no-deps -c constraints.txt -r no-deps.txt
 
 FROM ${LAMBDA_BASE} AS runtime
 COPY --from=deps /opt/deps ${LAMBDA_TASK_ROOT}/

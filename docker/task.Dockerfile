@@ -11,21 +11,26 @@ ARG FFMPEG_IMAGE=mwader/static-ffmpeg:7.1.1@sha256:11a44711684c0b9f754c047dcd642
 
 FROM ${FFMPEG_IMAGE} AS ffmpeg
 
-# The requirement list: the shared dependencies plus the merger group of pyproject.toml.
+# The requirement lists: the shared dependencies plus the merger group of pyproject.toml, and the
+# merger's packages installed without their dependencies ([tool.insights.no-deps]: silero-vad,
+# whose torch requirement the merger never imports).
 FROM ${PYTHON_BASE} AS requirements
 WORKDIR /build
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['merger']))" > requirements.txt
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['merger']))" > requirements.txt \
+    && python -c "import tomllib; t = tomllib.load(open('pyproject.toml', 'rb'))['tool']['insights']['no-deps']; print('\n'.join(t.get('merger', [])))" > no-deps.txt
 
 # Dependencies at the versions of constraints.txt in a virtualenv, rebuilt only when the
 # requirement list or the constraints change.
 FROM ${PYTHON_BASE} AS deps
 WORKDIR /build
-COPY --from=requirements /build/requirements.txt ./
+COPY --from=requirements /build/requirements.txt /build/no-deps.txt ./
 COPY constraints.txt ./
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
-        -c constraints.txt -r requirements.txt
+        -c constraints.txt -r requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        -c constraints.txt -r no-deps.txt
 
 FROM ${PYTHON_BASE}
 ENV PATH=/opt/venv/bin:${PATH} \

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,7 +105,45 @@ class MergerSettings(CoreSettings, ZoomApiSettings):
     submit_queue_url: str = Field(min_length=1)
     pump_function_name: str = Field(min_length=1)
     max_receive_count: int = Field(default=5, ge=1, description="the merge queue's redrive limit")
-    # FLAC carries at most 8 channels; beyond, the quietest speakers share the last channel.
+    # "compact": only the speech of every track, once, in one mono file with a segment map
+    # (bills about 1x the meeting); "multichannel": one channel per speaker, each as long as
+    # the meeting (bills N x with Symbl). The mixed-audio fallback does not depend on it.
+    audio_layout: Literal["compact", "multichannel"] = "compact"
+    # Compact layout (measured defaults: bench/layout.py). Each detected speech run is widened
+    # by the padding, runs of one speaker closer than `compact_join_pause_seconds` become one
+    # stretch (keeping the pause), and stretches are laid out in meeting order with
+    # `compact_gap_seconds` of silence between them. Every stretch costs pad_before + pad_after
+    # + gap, so they are small: detection already puts soft onsets and fading tails inside its
+    # runs (`speech_edge_db`). Measured on realistic meetings of 2-12 speakers (10 and 30 min):
+    # 0.02 s before and 0.05 s after clip no scripted word (0.04 s after clips the fading end of
+    # a line in a few hundred) and the file is 0.89-0.97 x the meeting; at 0.15/0.1/0.1 it was
+    # 1.02-1.06 x. The gap stays a real silence, the recogniser's boundary (at least 0.05 s). The
+    # join pause is measured between padded runs, where a split would put the gap instead: at
+    # most the gap, a kept pause never costs more than a split.
+    compact_pad_before_seconds: float = Field(default=0.02, ge=0, le=2)
+    compact_pad_after_seconds: float = Field(default=0.05, ge=0, le=2)
+    compact_gap_seconds: float = Field(default=0.05, ge=0.05, le=2)
+    compact_join_pause_seconds: float = Field(default=0.05, ge=0, le=5)
+    compact_min_speech_seconds: float = Field(default=0.1, ge=0, le=2)
+    # Speech detection (services/merger/speech.py): frames louder than the track's noise floor
+    # by `speech_gate_db` (and than `speech_gate_min_dbfs`) are candidates; silero-vad confirms
+    # each candidate run from its first `speech_check_seconds` at `speech_vad_threshold`.
+    # Measured with bench/vad.py on realistic meetings: the gate finds the runs and the edge
+    # level below finds where they end, so from 4 to 13 dB the runs barely change (no line
+    # clipped at the default padding, the same waste); 10 dB stays well clear of the floor.
+    # silero scores speech runs >= 0.93 and typing or coughs <= 0.21: 0.5 parts them.
+    speech_gate_db: float = Field(default=10.0, ge=3, le=40)
+    # A confirmed run's edges extend (at most 0.3 s each way) while frames stay louder than the
+    # floor by `speech_edge_db`, so soft onsets and fading tails are inside the run. Measured:
+    # the softest tails sit 2-4 dB over the floor for 30-50 ms (3 dB takes in all but 30 ms of
+    # them, 4 dB all but 40 ms, the gate alone all but 60 ms), while the floor's own 10 ms frames
+    # stay within 2 dB of it, so 3 dB does not grow runs into the room.
+    speech_edge_db: float = Field(default=3.0, ge=1, le=40)
+    speech_gate_min_dbfs: float = Field(default=-50.0, ge=-90, le=-10)
+    speech_vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    speech_check_seconds: float = Field(default=1.0, gt=0, le=10)
+    # FLAC carries at most 8 channels; beyond, the quietest speakers share the last channel
+    # (multichannel layout only).
     merge_max_channels: int = Field(default=8, ge=1, le=8)
     merge_sample_rate: int = Field(default=16000, ge=8000, le=48000)
     # Merges inside the Lambda only below both limits; longer ones go to the Fargate task.
@@ -294,6 +332,11 @@ class NotifierSettings(CoreSettings, SymblSettings, InsightsPageSettings):
     # `summary_max_checks` times; then the email goes out without a summary (and says so).
     summary_retry_seconds: int = Field(default=60, ge=0, le=900)
     summary_max_checks: int = Field(default=5, ge=0, le=60)
+    # A compact meeting's speaker events: the transcript is read again this much later, at most
+    # `speaker_max_checks` times, until its messages carry the speakers; then the notes go out
+    # anyway (our transcript and talk time come from the segment map, not from the provider).
+    speaker_retry_seconds: int = Field(default=15, ge=0, le=900)
+    speaker_max_checks: int = Field(default=8, ge=0, le=60)
 
     @property
     def extra_recipient_list(self) -> tuple[str, ...]:

@@ -179,6 +179,25 @@ def build_speech_command(source_url: str) -> list[str]:
     return argv
 
 
+def build_decode_command(source_url: str, *, sample_rate: int) -> list[str]:
+    """The first audio stream as raw mono s16le PCM on stdout, resampled and downmixed as the
+    merge does (`_mono_audio`), for speech detection and the compact layout to read once."""
+    audio = _mono_audio(_input(source_url), sample_rate)
+    output = ffmpeg.output(
+        audio, "pipe:1", format="s16le", acodec="pcm_s16le", ar=sample_rate, vn=None
+    ).global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    argv: list[str] = ffmpeg.compile(output, cmd=FFMPEG_BINARY)
+    return argv
+
+
+def build_pcm_to_flac_command(*, sample_rate: int, output_path: str) -> list[str]:
+    """Mono s16le PCM from stdin encoded as a mono FLAC file (the compact layout's writer).
+
+    Only stdin may be read: the input is a pipe, so the protocol whitelist is `pipe` alone."""
+    source = ffmpeg.input("pipe:0", format="s16le", ar=sample_rate, ac=1, protocol_whitelist="pipe")
+    return _flac_output(source["a:0"], output_path=output_path, sample_rate=sample_rate, ac=1)
+
+
 def build_probe_command(source: str) -> list[str]:
     """ffprobe JSON for the first audio stream and the container."""
     return [

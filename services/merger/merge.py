@@ -1,4 +1,10 @@
-"""The merge: a meeting's participant audio becomes one file, one speaker per channel.
+"""The merge: a meeting's participant audio becomes one file to transcribe.
+
+The layout is a setting (`audio_layout`). "compact" (the default): each participant's speech,
+once, in meeting order, in one mono file, with a segment map (stored next to it) that says whose
+speech each stretch is and when it was said (services.merger.speech, services.merger.compact).
+"multichannel": one speaker per channel, every channel as long as the meeting. Without usable
+participant files, the mixed recording becomes one mono file for the provider to diarize.
 
 `merge_meeting` is the one function the Lambda handler and the Fargate task both call. It is
 safe to run again after a crash: downloads go to fixed keys (a file already there at its full
@@ -30,6 +36,13 @@ from services.core.recordings import Recording, RecordingStore, SpeakerTrack, St
 from services.core.s3_stream import meeting_key
 from services.core.secrets import SecretCache
 from services.core.settings import MergerSettings
+from services.core.speech.segment_map import (
+    MapSpeaker,
+    SegmentMap,
+    segment_map_key,
+    speaker_id,
+    store_segment_map,
+)
 from services.core.zoom import (
     DownloadSpec,
     DownloadUrlPolicy,
@@ -39,7 +52,7 @@ from services.core.zoom import (
     zoom_oauth,
 )
 from services.core.zoom_models import RecordingObject
-from services.merger import mixdown
+from services.merger import compact, mixdown, speech
 from services.merger.ffmpeg_plan import TrackSource
 from services.merger.lease import DEADLINE, HOLDER, STAGE, release_lease, renew_lease, take_lease
 
@@ -224,11 +237,11 @@ def _timeout(seconds_of_audio: float) -> float:
     return max(MERGE_TIMEOUT_FLOOR_SECONDS, seconds_of_audio)
 
 
-def _merge_participants(
-    deps: MergerDeps, recording: Recording, usable: list[SpeakerTrack], output: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _sources(deps: MergerDeps, usable: list[SpeakerTrack]) -> list[TrackSource]:
+    """The usable tracks as ffmpeg reads them, placed on the meeting timeline (0 = the earliest
+    participant's `recording_start`)."""
     origin = min(_seconds(t.recording_start) for t in usable)
-    sources = [
+    return [
         TrackSource(
             key=t.file_id,
             url=_presign(deps, t.s3_key or ""),
@@ -237,6 +250,24 @@ def _merge_participants(
         )
         for t in usable
     ]
+
+
+def _merge_participants(
+    deps: MergerDeps, usable: list[SpeakerTrack], output: str, work: str
+) -> tuple[dict[str, Any], dict[str, Any], SegmentMap | None]:
+    """The participant files merged in the configured layout: the figures for the log, the
+    item's updates, and the segment map to store (compact layout only)."""
+    if deps.settings.audio_layout == "compact":
+        return _merge_compact(deps, usable, output, work)
+    figures, channel_map = _merge_multichannel(deps, usable, output)
+    updates = {"channel_map": channel_map, "diarization": False, "audio_layout": "multichannel"}
+    return figures, updates, None
+
+
+def _merge_multichannel(
+    deps: MergerDeps, usable: list[SpeakerTrack], output: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    sources = _sources(deps, usable)
     total = max(s.end_s for s in sources)
     # Beyond the channel limit merge_tracks measures each track's speech (in parallel) to pick
     # who shares the last channel.
@@ -261,7 +292,91 @@ def _merge_participants(
         }
         for plan in outcome.plan
     ]
-    return {"seconds": outcome.duration_s, "elapsed": outcome.elapsed_s}, channel_map
+    figures = {
+        "seconds": outcome.duration_s,
+        "elapsed": outcome.elapsed_s,
+        "layout": "multichannel",
+    }
+    return figures, channel_map
+
+
+def map_speakers(usable: list[SpeakerTrack]) -> tuple[list[MapSpeaker], dict[str, str]]:
+    """The segment map's speakers (one per `speaker_id`, in track order: a participant who
+    rejoined has several files and stays one speaker) and each track's speaker id."""
+    speakers: dict[str, MapSpeaker] = {}
+    of_track: dict[str, str] = {}
+    for track in usable:
+        ident = speaker_id(track.name, track.email)
+        speakers.setdefault(ident, MapSpeaker(id=ident, name=track.name, email=track.email))
+        of_track[track.file_id] = ident
+    return list(speakers.values()), of_track
+
+
+def compact_merge(
+    sources: list[TrackSource],
+    speakers: list[MapSpeaker],
+    of_track: dict[str, str],
+    *,
+    detection: speech.DetectionParams,
+    layout: compact.LayoutParams,
+    output: str,
+    work: str,
+) -> tuple[compact.CompactOutcome, list[speech.TrackSpeech]]:
+    """Detect every track's speech (each decoded once) and write the compact file: what the
+    merge does for the compact layout, and what bench/layout.py measures. `of_track` gives each
+    source's speaker id."""
+    started = time.monotonic()
+    timeout = _timeout(max(s.end_s for s in sources) * len(sources))
+    detected = speech.detect_speech(sources, work, detection, timeout_s=timeout)
+    offsets = {s.key: s.offset_s for s in sources}
+    tracks = [
+        compact.CompactTrack.of(d, speaker=of_track[d.key], offset_s=offsets[d.key])
+        for d in detected
+    ]
+    outcome = compact.build_compact(
+        detected,
+        tracks,
+        speakers,
+        layout,
+        output,
+        timeout_s=max(1.0, started + timeout - time.monotonic()),
+    )
+    if outcome is None:
+        raise PermanentError(
+            f"no speech detected in any participant file ({len(detected)} file(s) examined)"
+        )
+    return outcome, detected
+
+
+def _merge_compact(
+    deps: MergerDeps, usable: list[SpeakerTrack], output: str, work: str
+) -> tuple[dict[str, Any], dict[str, Any], SegmentMap]:
+    """Speech of every track, once, in meeting order, in one mono file (services.merger.compact);
+    any number of speakers."""
+    started = time.monotonic()
+    speakers, of_track = map_speakers(usable)
+    outcome, detected = compact_merge(
+        _sources(deps, usable),
+        speakers,
+        of_track,
+        detection=speech.DetectionParams.from_settings(deps.settings),
+        layout=compact.LayoutParams.from_settings(deps.settings),
+        output=output,
+        work=work,
+    )
+    segment_map = outcome.segment_map
+    breakdown = segment_map.breakdown
+    figures = {
+        "seconds": outcome.duration_s,
+        "elapsed": time.monotonic() - started,
+        "layout": "compact",
+        "meeting_seconds": round(segment_map.meeting_seconds, 3),
+        "segments": len(segment_map.segments),
+        "breakdown": {k: round(v, 3) for k, v in breakdown.model_dump().items()},
+        **speech.summary(detected),
+    }
+    updates = {"channel_map": [], "diarization": False, "audio_layout": "compact"}
+    return figures, updates, segment_map
 
 
 def _merge_mixed(
@@ -287,7 +402,8 @@ def _merge_mixed(
         output_path=output,
         timeout_s=_timeout(recording.duration_minutes * 60),
     )
-    return {"seconds": outcome.duration_s, "elapsed": outcome.elapsed_s}, recording
+    figures = {"seconds": outcome.duration_s, "elapsed": outcome.elapsed_s, "layout": "mixed"}
+    return figures, recording
 
 
 def speaker_count(
@@ -364,18 +480,21 @@ def _merge_held(
     tracks = match_emails(download_tracks(deps, recording, download_token), participants)
     usable = [t for t in tracks if t.s3_key and not t.excluded_reason]
     key = merged_key(meeting_uuid, holder)
+    map_key = segment_map_key(key)
+    segment_map: SegmentMap | None = None
     with tempfile.TemporaryDirectory(dir=deps.settings.work_dir, prefix="merge-") as work:
         output = os.path.join(work, "merged.flac")
         updates: dict[str, Any] = {"tracks": [t.model_dump(mode="json") for t in tracks]}
         if usable:
-            figures, channel_map = _merge_participants(deps, recording, usable, output)
-            updates.update(channel_map=channel_map, diarization=False)
+            figures, layout_updates, segment_map = _merge_participants(deps, usable, output, work)
+            updates.update(layout_updates)
         else:
             figures, _ = _merge_mixed(deps, recording, download_token, output)
             count, source = speaker_count(deps.settings, recording, participants)
             updates.update(
                 channel_map=[],
                 diarization=True,
+                audio_layout="mixed",
                 participant_count=count,
                 speaker_count_source=source,
             )
@@ -386,6 +505,10 @@ def _merge_held(
             key,
             ExtraArgs={"ContentType": MERGED_OBJECT_TYPE},
         )
+    if segment_map is not None:
+        # Stored before the item names it: whoever reads the item finds the map.
+        store_segment_map(deps.s3, deps.settings.media_bucket, map_key, segment_map)
+        updates.update(segment_map_key=map_key)
     wall = time.monotonic() - started
     updates.update(merged_key=key, merged_seconds=figures["seconds"], merged_bytes=size)
     try:
@@ -401,12 +524,16 @@ def _merge_held(
         # Another run took the lease over (this one outlived it): its result stands.
         logger.warning("merge result dropped: the lease was taken over", state=e.actual)
         _discard(deps, key)
+        if segment_map is not None:
+            _discard(deps, map_key)
         return deps.store.require(meeting_uuid)
     deps.submit_queue.send(SubmitRequest(meeting_uuid=meeting_uuid))
     deps.pump.nudge("merged")
     record_metric("MergeSeconds", wall, MetricUnit.Seconds)
     if wall > 0:
-        record_metric("MergeRealtimeFactor", figures["seconds"] / wall, MetricUnit.Count)
+        # Meeting seconds per wall second in every layout (a compact file is shorter).
+        meeting_seconds = figures.get("meeting_seconds", figures["seconds"])
+        record_metric("MergeRealtimeFactor", meeting_seconds / wall, MetricUnit.Count)
     logger.info(
         "merged",
         seconds_of_audio=round(figures["seconds"], 3),
@@ -417,6 +544,7 @@ def _merge_held(
         speaker_count_source=merged.speaker_count_source if merged.diarization else None,
         left_out=[t.file_id for t in tracks if t.excluded_reason],
         speakers=len(usable),
+        **{k: v for k, v in figures.items() if k not in ("seconds", "elapsed")},
     )
     return merged
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from services.core.errors import InsightsError, PermanentError, TransientError
 from services.merger.ffmpeg_plan import (
@@ -128,44 +129,65 @@ def run_ffmpeg(
     *,
     timeout_s: float,
     on_stderr_line: Callable[[str], bool] | None = None,
+    read_stdout: Callable[[IO[bytes]], None] | None = None,
+    write_stdin: Callable[[IO[bytes]], None] | None = None,
 ) -> FfmpegRun:
     """Run ffmpeg to completion, killing it after `timeout_s`.
 
     stderr is read line by line, never accumulated: each line goes to `on_stderr_line`, which
     returns True for data it consumed (measurements); the last few other lines are kept for the
-    error message.
+    error message. `read_stdout` consumes ffmpeg's stdout (raw audio it writes to `pipe:1`) and
+    `write_stdin` feeds its stdin (`pipe:0`); either runs in the calling thread while another
+    thread drains stderr, so neither pipe can fill up and stall the other. An exception raised
+    by either callback kills ffmpeg and propagates.
     """
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     timed_out = threading.Event()
     started = time.monotonic()
     process = subprocess.Popen(
         list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if write_stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if read_stdout else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
     )
 
     def kill() -> None:
         timed_out.set()
         process.kill()
 
-    watchdog = threading.Timer(timeout_s, kill)
-    watchdog.start()
-    try:
+    def drain_stderr() -> None:
         assert process.stderr is not None
-        for line in process.stderr:
-            stripped = line.rstrip()
+        for raw in process.stderr:
+            stripped = raw.decode(errors="replace").rstrip()
             consumed = on_stderr_line is not None and on_stderr_line(stripped)
             if stripped and not consumed:
                 tail.append(redact(stripped))
+
+    watchdog = threading.Timer(timeout_s, kill)
+    watchdog.start()
+    try:
+        if read_stdout is None and write_stdin is None:
+            drain_stderr()
+        else:
+            drainer = threading.Thread(target=drain_stderr, name="ffmpeg-stderr", daemon=True)
+            drainer.start()
+            try:
+                _exchange(process, read_stdout, write_stdin)
+            except BaseException:
+                process.kill()
+                raise
+            finally:
+                process.wait()
+                drainer.join()
         returncode = process.wait()
     finally:
         watchdog.cancel()
         if process.poll() is None:
             process.kill()
             process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     elapsed = time.monotonic() - started
     stderr_tail = "\n".join(tail)
     if timed_out.is_set():
@@ -175,6 +197,25 @@ def run_ffmpeg(
     if returncode != 0:
         raise _classify(f"ffmpeg failed (exit {returncode})", stderr_tail)
     return FfmpegRun(elapsed_s=elapsed, stderr_tail=stderr_tail)
+
+
+def _exchange(
+    process: subprocess.Popen[bytes],
+    read_stdout: Callable[[IO[bytes]], None] | None,
+    write_stdin: Callable[[IO[bytes]], None] | None,
+) -> None:
+    """Feed stdin, then read stdout (a command here uses one or the other). A writer that finds
+    the pipe closed stops quietly: ffmpeg exited, and its exit status and log tell why."""
+    if write_stdin is not None:
+        assert process.stdin is not None
+        try:
+            write_stdin(process.stdin)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+    if read_stdout is not None:
+        assert process.stdout is not None
+        read_stdout(process.stdout)
 
 
 def merge_tracks(

@@ -90,7 +90,10 @@ def test_an_expired_lease_is_taken_over_and_merged(
 ) -> None:
     uuid, token = rig.receive(replace(meeting3, uuid="dead-lease=="))
     hold_as_another_run(rig.store, uuid, deadline=time.time() - 1)
-    result = handle_batch(sqs_event({"meeting_uuid": uuid, "download_token": token}), rig.deps())
+    result = handle_batch(
+        sqs_event({"meeting_uuid": uuid, "download_token": token}),
+        rig.deps(AUDIO_LAYOUT="multichannel"),
+    )
     assert result == {"batchItemFailures": []}
     record = rig.store.require(uuid)
     assert record.state == State.MERGED and len(record.channel_map) == 3
@@ -239,7 +242,9 @@ def test_a_processing_file_is_waited_for_and_merged_once_completed(
     rig.zoom.hold_processing(late.file_id, answers=2)
     uuid, _ = rig.receive(meeting)
     assert rig.store.require(uuid).tracks[1].status == "processing"
-    deps = rig.deps(PROCESSING_CHECK_SECONDS=1, PROCESSING_WAIT_SECONDS=120)
+    deps = rig.deps(
+        AUDIO_LAYOUT="multichannel", PROCESSING_CHECK_SECONDS=1, PROCESSING_WAIT_SECONDS=120
+    )
     delivered = rig.deliver_merge_requests(
         deps, lambda: rig.store.require(uuid).state not in (State.RECEIVED, State.MERGING)
     )
@@ -268,7 +273,9 @@ def test_a_file_still_processing_when_the_budget_is_spent_is_left_out_with_that_
     late = meeting.participants[1].audio
     rig.zoom.hold_processing(late.file_id)
     uuid, _ = rig.receive(meeting)
-    deps = rig.deps(PROCESSING_CHECK_SECONDS=1, PROCESSING_WAIT_SECONDS=2)
+    deps = rig.deps(
+        AUDIO_LAYOUT="multichannel", PROCESSING_CHECK_SECONDS=1, PROCESSING_WAIT_SECONDS=2
+    )
     rig.deliver_merge_requests(
         deps, lambda: rig.store.require(uuid).state not in (State.RECEIVED, State.MERGING)
     )

@@ -62,7 +62,7 @@ def test_three_speakers_one_channel_each_at_their_true_offsets(
     rig: MergerRig, meeting3: SyntheticMeeting, tmp_path: Path
 ) -> None:
     uuid, token = rig.receive(fresh(meeting3, "/merge//three+=="))
-    merged = merge_meeting(uuid, rig.deps(), download_token=token)
+    merged = merge_meeting(uuid, rig.deps(AUDIO_LAYOUT="multichannel"), download_token=token)
     assert merged.state == State.MERGED
     names = [entry["speakers"][0]["name"] for entry in merged.channel_map]
     assert names == ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
@@ -117,7 +117,7 @@ def test_recoverable_download_faults(
     uuid, token = rig.receive(meeting)
     target = meeting.participants[1].audio.file_id
     rig.zoom.inject(kind, file_id=target, **options)  # type: ignore[arg-type]
-    merged = merge_meeting(uuid, rig.deps(), download_token=token)
+    merged = merge_meeting(uuid, rig.deps(AUDIO_LAYOUT="multichannel"), download_token=token)
     assert merged.state == State.MERGED
     assert len(merged.channel_map) == 3, f"{kind}: a speaker was lost"
     track = next(t for t in merged.tracks if t.file_id == target)
@@ -156,7 +156,7 @@ def test_a_file_that_fails_for_good_is_left_out_without_shifting_others(
     uuid, token = rig.receive(meeting)
     lost = meeting.participants[1]
     rig.zoom.inject(kind, file_id=lost.audio.file_id, times=None)  # type: ignore[arg-type]
-    merged = merge_meeting(uuid, rig.deps(), download_token=token)
+    merged = merge_meeting(uuid, rig.deps(AUDIO_LAYOUT="multichannel"), download_token=token)
     assert merged.state == State.MERGED
     names = [entry["speakers"][0]["name"] for entry in merged.channel_map]
     assert names == [meeting.participants[0].name, meeting.participants[2].name]
@@ -171,7 +171,8 @@ def test_twelve_speakers_with_eight_channels_share_the_last(
     rig: MergerRig, meeting12: SyntheticMeeting, tmp_path: Path
 ) -> None:
     uuid, token = rig.receive(fresh(meeting12, "twelve=="))
-    merged = merge_meeting(uuid, rig.deps(MERGE_MAX_CHANNELS=8), download_token=token)
+    deps = rig.deps(MERGE_MAX_CHANNELS=8, AUDIO_LAYOUT="multichannel")
+    merged = merge_meeting(uuid, deps, download_token=token)
     assert [e["channel"] for e in merged.channel_map] == list(range(1, 9))
     shared = merged.channel_map[-1]["speakers"]
     assert len(shared) == 5

@@ -125,7 +125,7 @@ def test_a_signed_event_naming_another_host_sends_it_no_token_and_says_why(
     metrics: list[str] = []
     monkeypatch.setattr(zoom, "record_metric", lambda name, *_a, **_k: metrics.append(name))
     caplog.set_level(logging.INFO)
-    deps = rig.deps()
+    deps = rig.deps(AUDIO_LAYOUT="multichannel")
     rig.deliver_merge_requests(deps, lambda: rig.store.require(meeting.uuid).state == State.MERGED)
 
     # Not one request reached the attacker, so no token did.

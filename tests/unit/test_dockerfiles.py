@@ -1,5 +1,6 @@
-"""The images against the code: each Dockerfile's command names code that exists, and the Lambda
-image's SERVICE values are the pyproject.toml dependency groups of the services."""
+"""The images against the code: each Dockerfile's command names code that exists, the Lambda
+image's SERVICE values are the pyproject.toml dependency groups of the services, and the merger's
+images install every package its code imports (silero-vad without torch)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import ast
 import importlib
 import json
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,3 +246,112 @@ def test_task_image_carries_every_service_package_the_merger_imports() -> None:
     copied = copied_packages(TASK_DOCKERFILE, {i.stage for i in instructions(TASK_DOCKERFILE)})
     missing = imported_service_packages("merger") - copied
     assert not missing, f"the merge task image lacks services/{sorted(missing)}"
+
+
+# --- what the merger images install -----------------------------------------------------------
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def no_deps(group: str) -> list[str]:
+    """The group's packages installed with `pip install --no-deps` ([tool.insights.no-deps])."""
+    return list(pyproject()["tool"]["insights"]["no-deps"].get(group, []))
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_closure(requirements: list[str]) -> set[str]:
+    """The distributions these requirements install, their dependencies included (from the
+    installed metadata; optional extras left out)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    found: set[str] = set()
+    pending = [Requirement(r).name for r in requirements]
+    while pending:
+        name = canonical(pending.pop())
+        if name in found:
+            continue
+        found.add(name)
+        for spec in metadata.requires(name) or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return found
+
+
+def third_party_imports(package: str) -> set[str]:
+    """Top-level modules outside the standard library and services/ that a package's code and
+    services/core import, at run time (imports under `if TYPE_CHECKING:` left out)."""
+    modules: set[str] = set()
+    for folder in (SERVICES / package, SERVICES / "core"):
+        for source in folder.rglob("*.py"):
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+            typing_only = {
+                id(child)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                for child in ast.walk(node)
+            }
+            for node in ast.walk(tree):
+                if id(node) in typing_only:
+                    continue
+                if isinstance(node, ast.Import):
+                    modules.update(a.name.split(".")[0] for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+    return {m for m in modules if m not in sys.stdlib_module_names and m != "services"} - {
+        "__future__"
+    }
+
+
+def test_the_merger_images_install_every_package_the_merger_imports() -> None:
+    """numpy and onnxruntime (speech detection) belong to the merger group; silero-vad's model
+    comes without its dependencies, so torch is never installed."""
+    from importlib import metadata
+
+    project = pyproject()["project"]
+    direct = project["dependencies"] + project["optional-dependencies"]["merger"]
+    provided = installed_closure(direct) | {canonical(n) for n in no_deps("merger")}
+    owners = metadata.packages_distributions()
+    missing = sorted(
+        module
+        for module in third_party_imports("merger")
+        if not {canonical(d) for d in owners.get(module, [module])} & provided
+    )
+    assert not missing, f"the merger imports {missing}, which its images do not install"
+    assert "torch" not in provided
+
+
+@pytest.mark.parametrize("dockerfile", [LAMBDA_DOCKERFILE, TASK_DOCKERFILE], ids=lambda p: p.name)
+def test_images_install_the_no_deps_packages_without_their_dependencies(dockerfile: Path) -> None:
+    runs = [i.arguments for i in instructions(dockerfile) if i.keyword == "RUN"]
+    # the list is written from pyproject's table, and installed with --no-deps at pinned versions
+    assert any("['no-deps']" in r and "> no-deps.txt" in r for r in runs)
+    installs = [
+        command
+        for r in runs
+        for command in r.split("&&")
+        if "pip install" in command and "no-deps.txt" in command
+    ]
+    assert len(installs) == 1, installs
+    assert "--no-deps" in installs[0].split() and "-c constraints.txt" in installs[0]
+
+
+def test_setup_installs_the_no_deps_packages_at_their_pinned_versions() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    pins = {
+        canonical(line.split("==")[0])
+        for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+        if "==" in line
+    }
+    for name in no_deps("merger"):
+        assert canonical(name) in pins, f"{name} has no version in constraints.txt"
+        assert re.search(
+            rf"pip install .*--no-deps -c constraints\.txt .*\b{re.escape(name)}\b", makefile
+        ), f"make setup does not install {name} with --no-deps"

@@ -144,3 +144,33 @@ def test_probabilities_to_segments_hysteresis() -> None:
     assert probabilities_to_segments(below, window, threshold=0.5, min_speech_s=0.0) == []
     still = probabilities_to_segments([0.0, 0.9, 0.9], window, threshold=0.5, min_speech_s=0.0)
     assert still == [(0.1, pytest.approx(0.3))]  # speech open at the end runs to the end
+
+
+def test_the_production_detector_is_the_merger_s_own_at_its_default_settings() -> None:
+    """The bench measures services.merger.speech itself (no copy of the model wrapper), first at
+    MergerSettings' defaults, with the compact layout's padding first among the paddings."""
+    from bench import vad
+    from services.core.settings import MergerSettings
+    from services.merger import speech
+
+    assert vad.Silero is speech.Silero
+    defaults = {name: f.default for name, f in MergerSettings.model_fields.items()}
+    first = vad.production_sweep()[0]
+    assert first == vad.production_defaults()
+    assert (first.gate_db, first.gate_min_dbfs) == (
+        defaults["speech_gate_db"],
+        defaults["speech_gate_min_dbfs"],
+    )
+    assert (first.vad_threshold, first.check_seconds, first.min_speech_seconds) == (
+        defaults["speech_vad_threshold"],
+        defaults["speech_check_seconds"],
+        defaults["compact_min_speech_seconds"],
+    )
+    assert first.edge_db == defaults["speech_edge_db"]
+    # the sweep also measures the gate alone (no edges: the edge level is the gate's)
+    assert any(p.edge_db == p.gate_db == first.gate_db for p in vad.production_sweep())
+    assert vad.PADDINGS[0] == (
+        defaults["compact_pad_before_seconds"],
+        defaults["compact_pad_after_seconds"],
+    )
+    assert len(set(vad.production_sweep())) == len(vad.production_sweep())
