@@ -5,6 +5,9 @@ Symbl reads them to play a perfect recogniser: given the conversation name (the 
 submitter sends), a speaker name and a time span in the submitted file, it returns the scripted
 sentence. Times are seconds from the timeline origin, which is the earliest participant
 `recording_start` of the meeting (t=0 of the merged file).
+
+Each meeting also lists its *templates*: every line's render, once per (speaker, text), with its
+word spans, so a recogniser can find what was said from the audio alone (`sandbox.fingerprint`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from sandbox.fingerprint import Template
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,19 @@ class ScriptedMeeting:
     topic: str
     speakers: list[str]
     lines: list[ScriptLine] = field(default_factory=list)
+    # The renders of the lines placed, one per (speaker, text). Documents written before the field
+    # existed have none.
+    templates: list[Template] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        document = {
+            "uuid": self.uuid,
+            "topic": self.topic,
+            "speakers": self.speakers,
+            "lines": [asdict(line) for line in self.lines],
+            "templates": [template.to_dict() for template in self.templates],
+        }
+        return json.dumps(document, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> ScriptedMeeting:
@@ -46,6 +61,7 @@ class ScriptedMeeting:
             topic=raw["topic"],
             speakers=list(raw["speakers"]),
             lines=[ScriptLine(**line) for line in raw["lines"]],
+            templates=[Template.from_dict(item) for item in raw.get("templates", [])],
         )
 
 
@@ -72,6 +88,11 @@ class MeetingRegistry:
         if not path.exists():
             return None
         return ScriptedMeeting.from_json(path.read_text(encoding="utf-8"))
+
+    def templates(self, topic: str) -> list[Template]:
+        """The templates of the meeting registered under `topic` ([] for an unknown topic)."""
+        meeting = self.get(topic)
+        return meeting.templates if meeting is not None else []
 
     def line_at(self, topic: str, speaker: str, start: float, end: float) -> ScriptLine | None:
         """The scripted line of `speaker` that overlaps [start, end] most, or None."""

@@ -12,6 +12,17 @@ cough) that are recorded in the manifest but are not script lines. `realism_repo
 
 Tracks are streamed into ffmpeg as PCM (silence + cached espeak-ng renders), so long meetings never
 sit in memory, and every generated meeting is cached under a key derived from its parameters.
+
+Registering a meeting also registers its *templates* (`sandbox.fingerprint.Template`): the render
+of every line placed, once per (speaker, text), with the span of each word in it, so the fake Symbl
+can recognise lines from audio alone. Word spans are espeak-ng's own: the command line reports no
+word times, so the same text is synthesised again through libespeak-ng (the library the command
+line runs; its samples are checked to be identical to the render), whose word events give the
+sample where each word starts; each word then spans its samples at or above SPEECH_TRIM_DBFS
+before the next word starts, so pauses after commas belong to no word. Those boundaries are the
+synthesiser's own, exact to a sample. espeak-ng gives one event for a few function-word pairs ("on
+the", about 5 % of words): their boundary is estimated at the quietest 5 ms near where the
+letters put it, within a few tens of ms; both are far below a compact layout's 0.1-0.15 s padding.
 """
 
 from __future__ import annotations
@@ -29,17 +40,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unicodedata
 import uuid as uuid_module
 import wave
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from sandbox.fingerprint import Template, WordSpan, template_key
 from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
 
 SPEECH = "speech"  # ScriptLine.kind of a sentence
@@ -49,6 +62,8 @@ COUGH = "cough"  # NoiseEvent.kind: a 200-400 ms burst of shaped noise
 
 FFMPEG_BINARY = "ffmpeg"
 ESPEAK_BINARY = "espeak-ng"
+ESPEAK_LIBRARY = "espeak-ng"  # libespeak-ng: word timings of a render (see the module docstring)
+WORD_SPANS_VERSION = 2  # bump when the word span estimate changes (cached next to the renders)
 
 DEFAULT_ACCOUNT_ID = "sandbox-account"
 DEFAULT_HOST_EMAIL = "host@example.com"
@@ -222,6 +237,7 @@ class SyntheticMeeting:
     cache_key: str
     from_cache: bool
     realistic: bool = False
+    render_dir: Path | None = None  # where the renders are; not in the manifest (a cache may move)
 
     @property
     def duration_minutes(self) -> int:
@@ -245,9 +261,29 @@ class SyntheticMeeting:
         """Every file a fake Zoom serves for this meeting."""
         return (self.video, self.audio_only, self.timeline, *(p.audio for p in self.participants))
 
+    def templates(self) -> list[Template]:
+        """One template per (speaker, text) of every line placed (speech and backchannels), in
+        order of first appearance. Renders missing from `render_dir` are rendered again."""
+        if self.render_dir is None:
+            raise ValueError("this meeting does not know where its renders are")
+        render_dir = self.render_dir
+        voices = {p.name: p.voice for p in self.participants}
+        said = list(dict.fromkeys((line.speaker, line.text) for line in self.lines))
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+            return list(
+                pool.map(
+                    lambda pair: line_template(pair[0], pair[1], voices[pair[0]], render_dir),
+                    said,
+                )
+            )
+
     def scripted(self) -> ScriptedMeeting:
         return ScriptedMeeting(
-            uuid=self.uuid, topic=self.topic, speakers=self.speakers, lines=list(self.lines)
+            uuid=self.uuid,
+            topic=self.topic,
+            speakers=self.speakers,
+            lines=list(self.lines),
+            templates=self.templates() if self.render_dir is not None else [],
         )
 
 
@@ -304,6 +340,7 @@ def synthesize_meeting(
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:24]
     workdir = Path(workdir)
     directory = workdir / f"meeting-{key}"
+    render_dir = Path(cache_dir) if cache_dir else workdir / ".renders"
     meeting = _load_cached(directory)
     if meeting is None:
         meeting = _generate(
@@ -322,8 +359,9 @@ def synthesize_meeting(
             ),
             workdir=workdir,
             directory=directory,
-            render_dir=Path(cache_dir) if cache_dir else workdir / ".renders",
+            render_dir=render_dir,
         )
+    meeting = replace(meeting, render_dir=render_dir)
     if registry is not None:
         registry.register(meeting.scripted())
     return meeting
@@ -1108,6 +1146,186 @@ def _speech_extent(pcm: array.array[int]) -> tuple[int, int]:
         raise RuntimeError("espeak-ng produced no audible speech")
     last = next(i for i in range(len(pcm) - 1, first - 1, -1) if abs(pcm[i]) >= threshold)
     return first, last
+
+
+def line_template(speaker: str, text: str, voice: Voice, render_dir: Path) -> Template:
+    """The template of `speaker` saying `text` in `voice`: its render (made if missing) and the
+    span of each of its words, cached next to the render."""
+    render_dir.mkdir(parents=True, exist_ok=True)
+    clip = _render(text, voice, render_dir)
+    return Template(
+        key=template_key(speaker, text),
+        speaker=speaker,
+        text=text,
+        audio=str(clip.path.resolve()),
+        rate=RENDER_RATE,
+        words=_word_spans(clip, voice),
+    )
+
+
+def _word_spans(clip: _Clip, voice: Voice) -> tuple[WordSpan, ...]:
+    """Each whitespace-separated word of the clip's text with its span in the clip (seconds); the
+    first starts at 0 and the last ends at the clip's end (cached as JSON next to the render)."""
+    path = clip.path.with_suffix(".words.json")
+    if path.exists():
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("version") == WORD_SPANS_VERSION:
+            return tuple(WordSpan(t, float(a), float(b)) for t, a, b in raw["words"])
+    pcm, events = _espeak_word_starts(clip.text, voice)
+    first, last = _speech_extent(pcm)
+    if pcm[first : last + 1].tobytes() != clip.path.read_bytes():
+        raise RuntimeError(f"libespeak-ng and {ESPEAK_BINARY} render {clip.text!r} differently")
+    merged = _token_starts(clip.text, events, pcm, first, last)
+    threshold = math.ceil(32768 * 10 ** (SPEECH_TRIM_DBFS / 20))
+    spans: list[WordSpan] = []
+    for index, (token, start) in enumerate(merged):
+        stop = merged[index + 1][1] if index + 1 < len(merged) else last + 1
+        low, high = max(start, first), max(min(stop, last + 1), start)
+        # the word's own extent: from its first to its last loud sample before the next word
+        loud = [i for i in range(low, high) if abs(pcm[i]) >= threshold]
+        if loud:
+            low, high = loud[0], loud[-1] + 1
+        if index == 0:
+            low = first
+        if index + 1 == len(merged):
+            high = last + 1
+        high = max(high, low + 1)
+        spans.append(
+            WordSpan(
+                token,
+                round((low - first) / RENDER_RATE, 4),
+                round((high - first) / RENDER_RATE, 4),
+            )
+        )
+    document = {"version": WORD_SPANS_VERSION, "words": [[w.text, w.start, w.end] for w in spans]}
+    partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    os.replace(partial, path)
+    return tuple(spans)
+
+
+def _token_starts(
+    text: str, events: Sequence[tuple[int, int]], pcm: array.array[int], first: int, last: int
+) -> list[tuple[str, int]]:
+    """Each whitespace-separated token of `text` with the sample where it starts. A token starts
+    at the earliest word event inside it. espeak-ng joins some function words into one event ("on
+    the"): the tokens of such a group split its span at the quietest 5 ms near where their
+    letters' share of the group puts the boundary."""
+    tokens = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    if not tokens:
+        raise RuntimeError(f"no words in {text!r}")
+    groups: list[tuple[int, list[str]]] = []  # start sample, tokens
+    for begin, end, token in tokens:
+        inside = [sample for position, sample in events if begin <= position < end]
+        if inside or not groups:
+            groups.append((min(last, max(first, min(inside, default=first))), [token]))
+        else:
+            groups[-1][1].append(token)
+    result: list[tuple[str, int]] = []
+    for index, (start, members) in enumerate(groups):
+        stop = groups[index + 1][0] if index + 1 < len(groups) else last + 1
+        result.append((members[0], start))
+        if len(members) == 1:
+            continue
+        weights = [max(1, sum(ch.isalnum() for ch in token)) for token in members]
+        step = round(0.005 * RENDER_RATE)
+        reach = 0.3 * (stop - start) / len(members)
+        done = 0
+        for k, token in enumerate(members[1:], start=1):
+            done += weights[k - 1]
+            guess = start + (stop - start) * done / sum(weights)
+            low = max(result[-1][1] + step, round(guess - reach))
+            high = min(stop - step, round(guess + reach))
+            windows = range(low, max(low + 1, high - step + 1), step)
+            quietest = min(windows, key=lambda w: sum(v * v for v in pcm[w : w + step]))
+            result.append((token, min(quietest + step // 2, stop - 1)))
+    return result
+
+
+# Run in a fresh interpreter per text: libespeak-ng keeps state from one synthesis to the next
+# (the waveform generator's), so only a first synthesis in a process matches the command line's.
+# Prints {"samples": base64 s16le, "words": [[0-based character position, first sample], ...]}.
+_WORD_EVENTS_SCRIPT = r"""
+import array, base64, ctypes, ctypes.util, json, sys
+
+library_name, voice, pitch, speed, text = sys.argv[1:6]
+
+class Event(ctypes.Structure):  # espeak_EVENT of speak_lib.h
+    _fields_ = [
+        ("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8),
+    ]
+
+Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                            ctypes.POINTER(Event))
+library = ctypes.CDLL(ctypes.util.find_library(library_name) or f"lib{library_name}.so.1")
+rate = library.espeak_Initialize(2, 0, None, 0)  # AUDIO_OUTPUT_SYNCHRONOUS
+samples = array.array("h")
+words = []
+
+def collect(wav, count, events):
+    if count > 0:
+        samples.extend(wav[:count])
+    index = 0
+    while events[index].type != 0:  # espeakEVENT_LIST_TERMINATED
+        if events[index].type == 1:  # espeakEVENT_WORD
+            words.append([events[index].text_position - 1, events[index].sample])
+        index += 1
+    return 0
+
+callback = Callback(collect)
+library.espeak_SetSynthCallback(callback)
+class VoiceSelect(ctypes.Structure):  # espeak_VOICE of speak_lib.h
+    _fields_ = [
+        ("name", ctypes.c_char_p), ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p), ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte), ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+# as the command line: by name, else by language ("en-gb+f2")
+if library.espeak_SetVoiceByName(voice.encode()) != 0:
+    select = VoiceSelect(languages=voice.encode())
+    if library.espeak_SetVoiceByProperties(ctypes.byref(select)) != 0:
+        sys.exit(f"no voice {voice}")
+library.espeak_SetParameter(1, int(speed), 0)  # espeakRATE
+library.espeak_SetParameter(3, int(pitch), 0)  # espeakPITCH
+encoded = text.encode() + b"\0"
+# as the command line: POS_CHARACTER; UTF-8 | [[phonemes]] | a pause at the end
+if library.espeak_Synth(encoded, len(encoded), 0, 1, 0, 0x1 | 0x100 | 0x1000, None, None):
+    sys.exit("espeak_Synth failed")
+library.espeak_Synchronize()
+if sys.byteorder != "little":
+    samples.byteswap()
+print(json.dumps({"rate": rate, "samples": base64.b64encode(samples.tobytes()).decode(),
+                  "words": words}))
+"""
+
+
+def _espeak_word_starts(text: str, voice: Voice) -> tuple[array.array[int], list[tuple[int, int]]]:
+    """`text` synthesised by libespeak-ng as the command line does: its samples and, per word
+    event, (0-based character position, sample where the word starts)."""
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-c", _WORD_EVENTS_SCRIPT, ESPEAK_LIBRARY, voice.name),
+            *(str(voice.pitch), str(voice.speed), text),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if completed.returncode != 0:
+        message = completed.stderr.decode(errors="replace").strip()[-500:]
+        raise RuntimeError(f"libespeak-ng failed on {text!r}: {message}")
+    result = json.loads(completed.stdout)
+    if result["rate"] != RENDER_RATE:
+        raise RuntimeError(f"libespeak-ng renders at {result['rate']} Hz, not {RENDER_RATE}")
+    samples = array.array("h", base64.b64decode(result["samples"]))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    return samples, [(int(position), int(sample)) for position, sample in result["words"]]
 
 
 _ZEROS = bytes(2 * RENDER_RATE)

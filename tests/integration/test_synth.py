@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from sandbox import synth
+from sandbox.fingerprint import template_key
 from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
 from sandbox.synth import (
     PARTICIPANT_FILE_PREFIX,
@@ -575,3 +576,76 @@ def test_script_documents_without_a_kind_read_as_speech(tmp_path: Path) -> None:
     stored = registry.get("t")
     assert stored is not None
     assert stored.lines == lines
+
+
+# --- templates: what the fake Symbl recognises lines by ----------------------------------------
+
+
+def test_every_line_placed_registers_its_template_with_word_spans(
+    meeting: SyntheticMeeting, realistic: SyntheticMeeting, registry: MeetingRegistry
+) -> None:
+    for generated in (meeting, realistic):
+        templates = registry.templates(generated.topic)
+        assert templates == generated.templates()
+        said = {(line.speaker, line.text) for line in generated.lines}
+        assert [(t.speaker, t.text) for t in templates] == list(
+            dict.fromkeys((line.speaker, line.text) for line in generated.lines)
+        )
+        assert len(templates) == len(said)
+        for template in templates:
+            assert template.key == template_key(template.speaker, template.text)
+            assert template.rate == synth.RENDER_RATE
+            duration = Path(template.audio).stat().st_size / 2 / template.rate
+            for line in generated.lines:
+                if (line.speaker, line.text) == (template.speaker, template.text):
+                    assert line.end - line.start == pytest.approx(duration, abs=1e-3)
+            words = template.words
+            assert " ".join(w.text for w in words) == template.text
+            assert words[0].start == 0.0
+            assert words[-1].end == pytest.approx(duration, abs=1e-4)
+            for word in words:
+                assert word.start < word.end
+            for before, after in itertools.pairwise(words):
+                assert before.end <= after.start
+    kinds = {line.kind for line in realistic.lines}
+    assert kinds == {"speech", "backchannel"}
+
+
+def test_word_spans_are_espeak_ngs_own_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    voice = synth.VOICES[5]  # joins "on the" into one word event
+    text = "Let's start with a quick update on the migration."
+    template = synth.line_template("Fatima", text, voice, tmp_path)
+    spans = {w.text: w for w in template.words}
+    assert list(spans) == text.split()
+    assert spans["on"].end - spans["on"].start >= 0.04
+    assert spans["the"].end - spans["the"].start >= 0.04
+    pcm = array.array("h", Path(template.audio).read_bytes())
+    loud = math.ceil(32768 * 10 ** (synth.SPEECH_TRIM_DBFS / 20))
+    for word in template.words:  # each span starts and ends on its own audio (+-0.1 ms)
+        for edge in (round(word.start * synth.RENDER_RATE), round(word.end * synth.RENDER_RATE)):
+            assert max(abs(v) for v in pcm[max(0, edge - 3) : edge + 3]) >= loud, word
+    comma = synth.line_template("Ana", synth.SENTENCES[0], synth.VOICES[0], tmp_path).words
+    assert comma[2].text == "everyone,"
+    assert comma[3].start - comma[2].end >= 0.1  # the pause after the comma is in no word
+
+    def unavailable(*_: Any) -> Any:
+        raise AssertionError("word spans were computed again")
+
+    monkeypatch.setattr(synth, "_espeak_word_starts", unavailable)
+    assert synth.line_template("Fatima", text, voice, tmp_path) == template
+
+
+def test_word_spans_refuse_a_library_render_unlike_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = synth._espeak_word_starts
+
+    def louder(text: str, voice: synth.Voice) -> tuple[array.array[int], list[tuple[int, int]]]:
+        samples, words = real(text, voice)
+        return array.array("h", (max(-32768, min(32767, 2 * v)) for v in samples)), words
+
+    monkeypatch.setattr(synth, "_espeak_word_starts", louder)
+    with pytest.raises(RuntimeError, match="differently"):
+        synth.line_template("Ana", "Thanks, that is really helpful.", synth.VOICES[1], tmp_path)
