@@ -8,9 +8,10 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from sandbox.fake_symbl import auth, conversation_api, jobs
+from sandbox.fake_symbl import auth, conversation_api, jobs, measure, speakers
 from sandbox.fake_symbl.auth import TOKEN_INVALID_MESSAGE, _presented_tokens
 from sandbox.fake_symbl.jobs import _Arrival
+from sandbox.fake_symbl.measure import SANDBOX_ENDPOINTS
 from sandbox.fake_symbl.model import _error
 from sandbox.fake_symbl.state import FakeSymblState
 from sandbox.http_server import LoopbackServer
@@ -24,7 +25,8 @@ def create_app(state: FakeSymblState) -> Flask:
 
     Fault knobs act before anything else (a 5xx from a load balancer knows nothing of tokens).
     Only token:generate and the stand-in summary page (`/meeting/...`, public like the hosted
-    page) need no token.
+    page) need no token. The sandbox readouts (`/_sandbox/...`) are no part of the service: no
+    token, no faults.
     """
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -35,6 +37,8 @@ def create_app(state: FakeSymblState) -> Flask:
 
     @app.before_request
     def faults_and_auth() -> ResponseReturnValue | None:
+        if request.endpoint in SANDBOX_ENDPOINTS:
+            return None
         if request.endpoint in _SUBMIT_ENDPOINTS:
             g.arrival = state._arrival()  # before anything, faults included, can answer it
         status = state._take_http_fault(request.endpoint)
@@ -57,6 +61,8 @@ def create_app(state: FakeSymblState) -> Flask:
     auth.add_routes(app, state)
     jobs.add_routes(app, state)
     conversation_api.add_routes(app, state)
+    speakers.add_routes(app, state)
+    measure.add_routes(app, state)
     return app
 
 

@@ -8,6 +8,9 @@ Decisions where the reference is silent:
   completion, or a job submitted with `enableSummary: true`. It is written `summary_seconds`
   after the refresh (or the job's completion); until then, 404. A refresh deletes the old one
   and starts again, and answers 202 `{"message": ...}` (the live body is undocumented).
+- The summary is cached: it is written from the conversation as it was when asked for, so
+  speakers named later by speaker events appear in it only after another refresh.
+- A message nobody is known to have said has an empty `from` (`{}`), and no member.
 - No summary for a conversation under `summary_min_words` (50) words or `summary_min_sentences`
   (3) sentences (§7). What Symbl answers then is undocumented: by default the fake answers 200
   `{"summary": []}`; `unsummarisable_answer = "404"` makes it answer 404 instead.
@@ -61,10 +64,11 @@ class _NotFound(Exception):
 def _message_json(
     message: _Message, transcript: _Transcript, *, verbose: bool, sentiment: bool
 ) -> dict[str, Any]:
+    speaker = {"id": message.member.id} | _person(message.member) if message.member else {}
     body: dict[str, Any] = {
         "id": message.id,
         "text": message.text,
-        "from": {"id": message.member.id} | _person(message.member),
+        "from": speaker,
         "startTime": _at(transcript, message.time_offset),
         "endTime": _at(transcript, message.time_offset + message.duration),
         "timeOffset": message.time_offset,
@@ -131,7 +135,8 @@ try {
       section("Follow-ups", data.followUps.map((f) => f.text));
       section("Questions", data.questions.map((q) => q.text));
       section("Topics", data.topics.map((t) => t.text));
-      section("Transcript", data.messages.map((m) => m.from.name + ": " + m.text));
+      const said = (m) => (m.from.name ? m.from.name + ": " : "") + m.text;
+      section("Transcript", data.messages.map(said));
     })
     .catch(() => { main.textContent = "Conversation not found."; });
 } catch (error) {
@@ -199,13 +204,14 @@ def add_routes(app: Flask, state: FakeSymblState) -> None:
             return _error(404, "Summary is not available until the job is complete.")
         if _flag("refresh"):
             state._request_summary(cid)
-        if not state._summary_written(cid):
+        written = state._summary_transcript(cid)
+        if written is None:
             return _error(404, f"Summary for conversation {cid} not found.")
-        if not state._summarisable(t):
+        if not state._summarisable(written):
             if state.unsummarisable_answer == "404":
                 return _error(404, f"Summary for conversation {cid} not found.")
             return jsonify(summary=[])
-        return jsonify(summary=_summary(t))
+        return jsonify(summary=_summary(written))
 
     @app.post("/v1/conversations/<cid>/summary", endpoint="summary_refresh")
     def summary_refresh(cid: str) -> ResponseReturnValue:

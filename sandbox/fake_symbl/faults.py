@@ -1,6 +1,6 @@
 """The fault knobs: what a test can make the fake do wrong (5xx and 429 answers, lost submit
-answers, dropped, doubled, delayed or reordered webhooks, failed jobs), armed for a number of
-uses or until cleared."""
+answers, dropped, doubled, delayed or reordered webhooks, failed jobs, speaker events accepted
+but never applied), armed for a number of uses or until cleared."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ ENDPOINTS: frozenset[str] = frozenset(
         "summary_refresh",
         "analytics",
         "members",
+        "speakers",
         "experiences",
         "meeting_page",
         "meeting_data",
@@ -140,6 +141,12 @@ class _FaultKnobs:
         regular expression `name_pattern`, if given) `failed`, after `in_progress`."""
         pattern = re.compile(name_pattern) if name_pattern is not None else None
         self._arm("fail_jobs", _Fault(_check_count(count), pattern=pattern))
+
+    def ignore_speaker_events(self, *, count: int | None = None) -> None:
+        """Answer each of the next `count` `PUT .../speakers` with the documented 200 but never
+        apply its events (recorded with `ignored`), so a client's bounded check that the
+        speakers arrived runs out."""
+        self._arm("ignore_speaker_events", _Fault(_check_count(count)))
 
     def clear_faults(self) -> None:
         """Disarm every fault knob."""

@@ -4,6 +4,9 @@ phrases, sentiment, topics, questions, action items, follow-ups, the summary, an
 Decisions where the reference is silent:
 - Optional keys (`email`, `dueBy`) are omitted when unknown; insight `from.userId` is the email,
   or the member id when there is none.
+- A message nobody is known to have said (a mono file before speaker events) gives its insights
+  an empty `from` and `assignee`, a summary line without a name, and talk time that counts in the
+  conversation's metrics but under no member.
 """
 
 from __future__ import annotations
@@ -77,11 +80,15 @@ def _sentiment(text: str) -> dict[str, Any]:
     return {"polarity": {"score": score}, "suggested": suggested}
 
 
-def _insight_from(member: _Member) -> dict[str, str]:
+def _insight_from(member: _Member | None) -> dict[str, str]:
+    if member is None:
+        return {}
     return {"id": member.id, "name": member.name, "userId": member.email or member.id}
 
 
-def _person(member: _Member) -> dict[str, str]:
+def _person(member: _Member | None) -> dict[str, str]:
+    if member is None:
+        return {}
     return {"name": member.name} | ({"email": member.email} if member.email else {})
 
 
@@ -202,18 +209,20 @@ def _topics(transcript: _Transcript, *, sentiment: bool) -> list[dict[str, Any]]
 
 
 def _summary(transcript: _Transcript) -> list[dict[str, Any]]:
-    """Each speaker's first sentence, then the action items."""
+    """Each speaker's first sentence, then the action items (names only where known)."""
     items = []
-    seen: set[_Member] = set()
+    seen: set[_Member | None] = set()
     for message in transcript.spoken:
         if message.member in seen:
             continue
         seen.add(message.member)
-        items.append((f"{message.member.name}: {message.text}", [message.id]))
+        said = f"{message.member.name}: " if message.member is not None else ""
+        items.append((said + message.text, [message.id]))
     actions, _ = _tasks(transcript)
-    items.extend(
-        (f"Action item for {a['assignee']['name']}: {a['text']}", a["messageIds"]) for a in actions
-    )
+    for action in actions:
+        name = action["assignee"].get("name")
+        whose = f" for {name}" if name else ""
+        items.append((f"Action item{whose}: {action['text']}", action["messageIds"]))
     return [
         {
             "id": _numeric_id(transcript.id, "summary", text),
@@ -238,7 +247,7 @@ def _analytics(transcript: _Transcript) -> dict[str, Any]:
     words = {
         m: sum(len(x.text.split()) for x in transcript.spoken if x.member == m) for m in members
     }
-    total_talk = total(span for spans in talk.values() for span in spans)
+    total_talk = total((x.time_offset, x.time_offset + x.duration) for x in transcript.messages)
     overlap_spans = [
         span
         for a, b in itertools.combinations(members, 2)

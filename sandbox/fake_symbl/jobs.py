@@ -47,6 +47,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.http import HTTP_STATUS_CODES
 
 from sandbox.fake_symbl.faults import _Fault
+from sandbox.fake_symbl.measure import HeardLine
 from sandbox.fake_symbl.model import _error, _Message, _Rejected
 from sandbox.fake_symbl.recogniser import AudioInfo, _download, _Plan, probe_audio
 
@@ -204,8 +205,16 @@ class _Job:
     queued: bool = False  # the scheduled -> in_progress delay has elapsed
     processing_due: bool = False  # the in_progress -> terminal delay has elapsed
     messages: list[_Message] | None = None
+    heard: list[HeardLine] = field(default_factory=list)  # lines recognised by content
     analysis_error: str | None = None
     held_delivery: _Delivery | None = None
+
+    @property
+    def billed_seconds(self) -> float:
+        """Duration x channels once completed (§6); a job that did not complete bills nothing."""
+        if self.status != "completed":
+            return 0.0
+        return self.info.duration * self.info.channels
 
 
 # ---------------------------------------------------------------------------------------------

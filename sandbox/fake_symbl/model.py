@@ -1,5 +1,6 @@
-"""What the fake's modules share: the conversation model (members, messages, transcripts), the
-speech spans they are measured in, stable ids, ISO times, and the JSON error answer."""
+"""What the fake's modules share: the conversation model (members, messages, their words,
+transcripts), the speech spans they are measured in, stable ids, ISO times, and the JSON error
+answer."""
 
 from __future__ import annotations
 
@@ -19,16 +20,37 @@ class _Member:
     id: str
     name: str
     email: str | None
+    user_id: str | None = None  # the `user.id` of the speaker events that named this member
+
+
+@dataclass(frozen=True)
+class _Word:
+    """A word as recognised: seconds from the conversation start."""
+
+    text: str
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
 class _Message:
     id: str
     text: str
-    member: _Member
+    member: _Member | None  # None: the recogniser could not tell who spoke (mono, no events)
     time_offset: float  # seconds from the conversation start
     duration: float
     phrases: tuple[str, ...]  # action phrases, reported when detectPhrases was set
+    words: tuple[_Word, ...] | None = None  # heard words; None: spread over the message's time
+    # Measuring only, never rendered nor used to attribute: the scripted line that was heard.
+    template_key: str | None = None
+    true_speaker: str | None = None
+
+    @property
+    def spans(self) -> list[Segment]:
+        """The times the message's words occupy (the whole message when words are unknown)."""
+        if self.words:
+            return [(w.start, w.end) for w in self.words]
+        return [(self.time_offset, self.time_offset + self.duration)]
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,8 @@ class _Transcript:
 
     @property
     def members(self) -> list[_Member]:
-        return list(dict.fromkeys(m.member for m in self.messages))
+        """The members that own messages, in order of first message (unattributed ones aside)."""
+        return list(dict.fromkeys(m.member for m in self.messages if m.member is not None))
 
     @property
     def spoken(self) -> list[_Message]:

@@ -1,14 +1,27 @@
 """The fake's recogniser: everything that turns received audio into a conversation's messages.
 
-The fake is a measuring instrument. It really downloads the submitted URL, probes it with
-ffprobe and finds speech per channel with ffmpeg `silencedetect`, so message timestamps are the
-true speech times in the submitted file. When the conversation name is a meeting topic known to
-the `MeetingRegistry`, the text of each message is what that channel's speaker was scripted to
-say at that time: a pipeline that maps a channel to the wrong speaker, or shifts the audio, gets
-wrong or "[unintelligible]" text back.
+The fake is a measuring instrument. It really downloads the submitted URL and probes it with
+ffprobe, then recognises it one of two ways:
+
+- By content (a submission with neither per-channel recognition nor diarization, of a meeting
+  whose lines the `MeetingRegistry` holds audio templates of): `sandbox.fingerprint` finds, from
+  the decoded audio alone, which scripted lines are in the file, where, and which of their words
+  are really there. One message per line heard, its text the words heard, each word at its time
+  in the file; a word whose audio is missing (clipped, dropped) is missing from the transcript.
+  Nothing tells the recogniser who spoke: the messages carry no speaker (an empty `from`) until
+  speaker events name them (`speakers`). The template's speaker is kept for measuring only.
+- By timing (everything else): ffmpeg `silencedetect` finds speech per channel, so message
+  timestamps are the true speech times in the submitted file. When the conversation name is a
+  meeting topic known to the registry, the text of each message is what that channel's speaker
+  was scripted to say at that time: a pipeline that maps a channel to the wrong speaker, or
+  shifts the audio, gets wrong or "[unintelligible]" text back.
 
 Decisions where the reference is silent:
-- Without per-channel recognition or diarization, the file is mixed down and treated as one speaker.
+- A mono submission without diarization carries no speaker: messages have an empty `from` and
+  the conversation no members (the real service has nobody to name, and a generic "Speaker 1"
+  would look like a diarization label the pipeline could mistake for a person). A multichannel
+  file submitted so is mixed down first. Meetings without templates keep the older behaviour
+  (the mixed-down file is treated as one speaker, "Speaker 1").
 - Registry look-ups use the file's own t=0, also for a file appended to a conversation (whose
   timeline continues after the previous files).
 """
@@ -40,7 +53,9 @@ from sandbox.fake_symbl.model import (
     _numeric_id,
     _Rejected,
     _Transcript,
+    _Word,
 )
+from sandbox.fingerprint import Occurrence, Recogniser, Template
 from sandbox.registry import MeetingRegistry, ScriptLine
 
 _FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-nostats")
@@ -83,6 +98,7 @@ class _Plan:
     speakers: dict[int, _Speaker]  # 1-based channel -> speaker (per-channel recognition)
     speaker_count: int  # diarization labels "Speaker 1..n"
     detect_phrases: bool
+    by_content: bool = False  # neither per-channel recognition nor diarization was asked for
 
     def speaker_for(self, channel: int) -> _Speaker:
         return self.speakers.get(channel, _Speaker(f"Speaker {channel}", None))
@@ -108,6 +124,7 @@ def _plan(body: dict[str, Any], topic: str) -> _Plan:
         speakers=speakers if per_channel else {},
         speaker_count=int(body.get("diarizationSpeakerCount", 2)) if diarization else 1,
         detect_phrases=body.get("detectPhrases") is True,
+        by_content=not per_channel and not diarization,
     )
 
 
@@ -340,6 +357,54 @@ def _merge_same_line(
     return merged
 
 
+# ---------------------------------------------------------------------------------------------
+# Recognition by content: audio fingerprints of the script's lines
+# ---------------------------------------------------------------------------------------------
+
+
+def _templates(plan: _Plan, registry: MeetingRegistry | None) -> list[Template]:
+    """The templates to recognise the file by content with; empty: recognise it by timing."""
+    if not plan.by_content or registry is None:
+        return []
+    return registry.templates(plan.topic)
+
+
+def _recognise(audio: Path, templates: Sequence[Template], cache_dir: Path) -> list[Occurrence]:
+    """Where each template is heard in `audio`, from the audio alone."""
+    return Recogniser(templates, cache_dir=cache_dir).recognise(audio)
+
+
+def _heard_messages(
+    job_id: str, offset: float, plan: _Plan, occurrences: Sequence[Occurrence]
+) -> list[_Message]:
+    """One message per occurrence with at least one word heard, its words on the conversation's
+    clock (`offset`: where this file starts on it), nobody named as its speaker."""
+    messages = []
+    for index, occurrence in enumerate(sorted(occurrences, key=lambda o: o.start)):
+        if not occurrence.words:
+            continue
+        words = tuple(
+            _Word(w.text, round(offset + w.start, 3), round(offset + w.end, 3))
+            for w in occurrence.words
+        )
+        text = " ".join(w.text for w in words)
+        start, end = words[0].start, max(w.end for w in words)
+        messages.append(
+            _Message(
+                id=_numeric_id("message", job_id, str(index)),
+                text=text,
+                member=None,
+                time_offset=start,
+                duration=round(end - start, 3),
+                phrases=_action_phrases(text) if plan.detect_phrases else (),
+                words=words,
+                template_key=occurrence.template.key,
+                true_speaker=occurrence.template.speaker,
+            )
+        )
+    return messages
+
+
 def _to_messages(
     job_id: str,
     conversation_id: str,
@@ -367,7 +432,20 @@ def _member(conversation_id: str, speaker: _Speaker) -> _Member:
 
 
 def _words(message: _Message, transcript: _Transcript) -> list[dict[str, Any]]:
-    """Words spread over the message's time in proportion to their length."""
+    """The words heard at their times, or (recognised by timing) spread over the message's time
+    in proportion to their length."""
+    if message.words is not None:
+        return [
+            {
+                "word": word.text,
+                "startTime": _at(transcript, word.start),
+                "endTime": _at(transcript, word.end),
+                "score": 0.9,
+                "timeOffset": word.start,
+                "duration": round(word.end - word.start, 3),
+            }
+            for word in message.words
+        ]
     words = message.text.split()
     total = sum(len(w) for w in words) or 1
     cursor = message.time_offset

@@ -1,5 +1,7 @@
 """`FakeSymblState`: everything the fake knows (tokens, conversations, jobs, records), its
-configuration and its fault knobs, and the job engine that moves jobs through their statuses."""
+configuration and its fault knobs, the job engine that moves jobs through their statuses, the
+speaker events that apply to a conversation after a delay, and the sandbox's readouts (billing,
+the truth about who said what)."""
 
 from __future__ import annotations
 
@@ -43,17 +45,22 @@ from sandbox.fake_symbl.jobs import (
     _Scheduler,
     _WebhookSender,
 )
+from sandbox.fake_symbl.measure import Billing, ConversationTruth, HeardLine, truth_words
 from sandbox.fake_symbl.model import Segment, _Message, _Transcript
 from sandbox.fake_symbl.recogniser import (
     AudioInfo,
     _AnalysisError,
     _Ffmpeg,
     _find_speech,
+    _heard_messages,
     _Plan,
     _plan,
+    _recognise,
+    _templates,
     _to_messages,
     _transcribe,
 )
+from sandbox.fake_symbl.speakers import SpeakerEventsPut, _Event, _Span, attribute, speaker_spans
 from sandbox.registry import MeetingRegistry
 
 logger = logging.getLogger(__name__)
@@ -67,8 +74,13 @@ class _Conversation:
     job_ids: list[str] = field(default_factory=list)
     audio_seconds: float = 0.0  # accepted audio, the offset of the next appended file
     published_seconds: float = 0.0  # audio whose job completed
-    messages: list[_Message] = field(default_factory=list)
+    recognised: list[_Message] = field(default_factory=list)  # as the recogniser made them
+    messages: list[_Message] = field(default_factory=list)  # `recognised`, speaker events applied
+    heard: list[HeardLine] = field(default_factory=list)  # lines recognised by content
+    speaker_spans: list[_Span] | None = None  # the speaker events applied, as spans
+    speaker_puts: int = 0  # PUTs of speaker events to apply; only the latest one does
     summary_due: float | None = None  # time.monotonic() when the requested summary is written
+    summary_messages: tuple[_Message, ...] = ()  # what the requested summary is written from
 
 
 class FakeSymblState(_FaultKnobs):
@@ -99,6 +111,8 @@ class FakeSymblState(_FaultKnobs):
         summary_seconds: Duration = 1.0,
         webhook_workers: int = 4,
         analysis_workers: int = 2,
+        speaker_events_seconds: Duration = 0.3,
+        fingerprint_cache_dir: Path | None = None,
         seed: int | None = None,
     ) -> None:
         self.app_id = app_id
@@ -130,6 +144,8 @@ class FakeSymblState(_FaultKnobs):
         """Below either, the conversation gets no summary (§7)."""
         self.unsummarisable_answer: Literal["empty", "404"] = "empty"
         """How `/summary` answers for a conversation too short to summarise (undocumented)."""
+        self.speaker_events_seconds = speaker_events_seconds
+        """Time from a `PUT .../speakers` until messages, members and insights show its events."""
 
         self._cond = threading.Condition(threading.RLock())
         self._rng = random.Random(seed)
@@ -141,12 +157,16 @@ class FakeSymblState(_FaultKnobs):
         self._experiences: list[ExperienceRequest] = []
         self._submit_attempts: list[SubmitAttempt] = []
         self._attempts: list[WebhookAttempt] = []
+        self._speaker_puts: list[SpeakerEventsPut] = []
         self._active = 0
         self._max_in_flight = 0
         super().__init__()  # the fault knobs
         self._ffmpeg = _Ffmpeg()
         self._closed = False
         self._workdir = Path(tempfile.mkdtemp(prefix="fake-symbl-"))
+        self.fingerprint_cache_dir = fingerprint_cache_dir or self._workdir / "fingerprints"
+        """Where the content recogniser keeps its templates' fingerprints (default: deleted with
+        the downloads by `close()`; pass a lasting directory to build them once per machine)."""
         self._scheduler = _Scheduler("fake-symbl-timers")
         self._webhooks = _WebhookSender(webhook_workers, self._record_attempt)
         self._analysis = ThreadPoolExecutor(
@@ -239,6 +259,57 @@ class FakeSymblState(_FaultKnobs):
     def webhook_attempts(self) -> list[WebhookAttempt]:
         with self._cond:
             return list(self._attempts)
+
+    @property
+    def speaker_event_puts(self) -> list[SpeakerEventsPut]:
+        """Every `PUT .../speakers` in arrival order, with its body and answer."""
+        with self._cond:
+            return list(self._speaker_puts)
+
+    def billed_seconds(self, conversation_id: str | None = None) -> float:
+        """Seconds billed (duration x channels of every completed job) for one conversation, or
+        for the account when `conversation_id` is None."""
+        with self._cond:
+            return sum(
+                job.billed_seconds
+                for job in self._jobs.values()
+                if conversation_id is None or job.conversation_id == conversation_id
+            )
+
+    def billing(self) -> list[Billing]:
+        """What each conversation was billed, in the order the conversations were created."""
+        with self._cond:
+            result = []
+            for conversation in self._conversations.values():
+                completed = [
+                    job
+                    for job in (self._jobs[j] for j in conversation.job_ids)
+                    if job.status == "completed"
+                ]
+                result.append(
+                    Billing(
+                        conversation_id=conversation.id,
+                        name=conversation.name,
+                        jobs=len(completed),
+                        audio_seconds=sum(job.info.duration for job in completed),
+                        billed_seconds=sum(job.billed_seconds for job in completed),
+                    )
+                )
+            return result
+
+    def truth(self, conversation_id: str) -> ConversationTruth | None:
+        """For a conversation recognised by content: each word heard with its true speaker and
+        the speaker it is attributed to now, and the lines found. None: unknown conversation."""
+        with self._cond:
+            conversation = self._conversations.get(conversation_id)
+            if conversation is None:
+                return None
+            return ConversationTruth(
+                conversation_id=conversation.id,
+                name=conversation.name,
+                words=truth_words(conversation.messages),
+                heard=tuple(conversation.heard),
+            )
 
     @property
     def download_dir(self) -> Path:
@@ -360,6 +431,39 @@ class FakeSymblState(_FaultKnobs):
             )
             self._cond.notify_all()
 
+    def _record_speakers_put(self, put: SpeakerEventsPut) -> None:
+        with self._cond:
+            self._speaker_puts.append(put)
+            self._cond.notify_all()
+
+    def _put_speaker_events(self, conversation_id: str, events: list[_Event]) -> bool:
+        """Apply `events` to the conversation after `speaker_events_seconds`, replacing earlier
+        ones. Returns True when the `ignore_speaker_events` knob swallowed them."""
+        with self._cond:
+            conversation = self._conversations[conversation_id]
+            if self._fire("ignore_speaker_events") is not None:
+                return True
+            conversation.speaker_puts += 1
+            self._scheduler.call_later(
+                _draw(self.speaker_events_seconds),
+                partial(
+                    self._apply_speakers,
+                    conversation_id,
+                    conversation.speaker_puts,
+                    speaker_spans(events),
+                ),
+            )
+            return False
+
+    def _apply_speakers(self, conversation_id: str, put: int, spans: list[_Span]) -> None:
+        with self._cond:
+            conversation = self._conversations[conversation_id]
+            if put != conversation.speaker_puts:
+                return  # a later PUT replaces these events
+            conversation.speaker_spans = spans
+            conversation.messages = attribute(conversation.id, conversation.recognised, spans)
+            self._cond.notify_all()
+
     def _arrival(self) -> _Arrival:
         """What the account looked like as a submit arrived."""
         with self._cond:
@@ -458,27 +562,33 @@ class FakeSymblState(_FaultKnobs):
             return job.status if job is not None else None
 
     def _request_summary(self, conversation_id: str) -> None:
-        """A refresh: the old summary is deleted and a new one written `summary_seconds` on."""
+        """A refresh: the old summary is deleted and a new one, of the conversation as it is
+        now (speakers included), written `summary_seconds` on."""
         with self._cond:
-            conversation = self._conversations[conversation_id]
-            conversation.summary_due = time.monotonic() + _draw(self.summary_seconds)
+            self._summary_requested(self._conversations[conversation_id], time.monotonic())
 
-    def _summary_written(self, conversation_id: str) -> bool:
-        """Whether a requested summary has been written by now (complete conversations only)."""
+    def _summary_requested(self, conversation: _Conversation, at: float) -> None:
+        conversation.summary_due = at + _draw(self.summary_seconds)
+        conversation.summary_messages = tuple(conversation.messages)
+
+    def _summary_transcript(self, conversation_id: str) -> _Transcript | None:
+        """The conversation as its summary was asked for, once the summary is written; None
+        before. The summary is cached: later changes (speaker events) need a refresh."""
         with self._cond:
             conversation = self._conversations[conversation_id]
-            if conversation.summary_due is None:
-                completed = [
-                    at
-                    for job in (self._jobs[j] for j in conversation.job_ids)
-                    if job.submission.options.get("enableSummary") is True
-                    for status, at in job.history
-                    if status == "completed"
-                ]
-                if completed:
-                    conversation.summary_due = max(completed) + _draw(self.summary_seconds)
             due = conversation.summary_due
-            return due is not None and time.monotonic() >= due
+            if due is None or time.monotonic() < due:
+                return None
+            transcript = self._transcript(conversation_id)
+            assert transcript is not None
+            return _Transcript(
+                id=transcript.id,
+                name=transcript.name,
+                start=transcript.start,
+                duration=transcript.duration,
+                messages=conversation.summary_messages,
+                complete=transcript.complete,
+            )
 
     def _summarisable(self, transcript: _Transcript) -> bool:
         texts = [m.text for m in transcript.messages]
@@ -538,13 +648,22 @@ class FakeSymblState(_FaultKnobs):
             self._transition(job, "failed")
         elif job.messages is not None:
             conversation = self._conversations[job.conversation_id]
-            conversation.messages = sorted(
-                [*conversation.messages, *job.messages], key=lambda m: m.time_offset
+            conversation.recognised = sorted(
+                [*conversation.recognised, *job.messages], key=lambda m: m.time_offset
             )
+            spans = conversation.speaker_spans
+            conversation.messages = (
+                attribute(conversation.id, conversation.recognised, spans)
+                if spans is not None
+                else list(conversation.recognised)
+            )
+            conversation.heard.extend(job.heard)
             conversation.published_seconds = max(
                 conversation.published_seconds, job.time_offset + job.info.duration
             )
             self._transition(job, "completed")
+            if job.submission.options.get("enableSummary") is True:
+                self._summary_requested(conversation, job.history[-1][1])
         else:
             return  # analysis still running; it finishes the job when done
         self._advance(job.conversation_id)
@@ -619,13 +738,29 @@ class FakeSymblState(_FaultKnobs):
             audio, info, plan = job.audio, job.info, job.plan
             conversation_id, offset = job.conversation_id, job.time_offset
         messages: list[_Message] | None = None
+        heard: list[HeardLine] = []
         error: str | None = None
         try:
             if audio is None:
                 raise _AnalysisError("the audio file is gone")
-            segments = self._detect_speech(audio, info, plan)
-            utterances = _transcribe(plan, segments, self.registry)
-            messages = _to_messages(job_id, conversation_id, offset, plan, utterances)
+            templates = _templates(plan, self.registry)
+            if templates:
+                occurrences = _recognise(audio, templates, self.fingerprint_cache_dir)
+                messages = _heard_messages(job_id, offset, plan, occurrences)
+                heard = [
+                    HeardLine(
+                        template_key=o.template.key,
+                        true_speaker=o.template.speaker,
+                        start=round(offset + o.start, 3),
+                        end=round(offset + o.end, 3),
+                        words_heard=len(o.words),
+                    )
+                    for o in occurrences
+                ]
+            else:
+                segments = self._detect_speech(audio, info, plan)
+                utterances = _transcribe(plan, segments, self.registry)
+                messages = _to_messages(job_id, conversation_id, offset, plan, utterances)
         except Exception as exc:
             if not self._closed:
                 logger.exception("fake Symbl could not analyse job %s", job_id)
@@ -636,6 +771,7 @@ class FakeSymblState(_FaultKnobs):
         with self._cond:
             job.audio = None
             job.messages = messages
+            job.heard = heard
             job.analysis_error = error
             self._finish_if_ready(job)
 
