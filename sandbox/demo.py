@@ -2,9 +2,12 @@
 
 Zoom and Symbl are fakes on loopback and AWS is moto's server; everything else is the product's
 own code, driven by the triggers AWS would fire (see `sandbox/runner.py`). Each meeting has real
-speech (espeak-ng) from speakers who join at different times; the fake Symbl transcribes each
-channel by asking what that channel's speaker was scripted to say at that moment, so a channel
-given to the wrong person or shifted in time would show up as wrong text in the email.
+speech (espeak-ng) from speakers who join at different times. The merger keeps only the speech
+(the compact layout, by default): one mono file and a segment map. The fake Symbl recognises what
+was said from that audio alone and bills it as Symbl does (duration x channels); the speakers come
+back through the Speaker Events API, and the email's speakers and times through the segment map,
+so a stretch given to the wrong person or a clipped word would show up in the email. Each
+meeting's billed seconds per meeting second are printed at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesiz
 from sandbox.zoom_webhook_sender import ZoomWebhookSender
 from services.core import aws
 from services.core.observability import logger
-from services.core.recordings import TERMINAL_STATES, RecordingStore, State
+from services.core.recordings import TERMINAL_STATES, Recording, RecordingStore, State
 
 STAGES = [s.value for s in State if s not in (State.FAILED, State.SKIPPED)]
 SPEAKER_NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård", "Kwame Mensah", "李雷", "Priya Nair"]
@@ -52,6 +55,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "meeting waits out its job deadline, about two minutes, before it is submitted again)",
     )
     parser.add_argument(
+        "--layout",
+        choices=("compact", "multichannel"),
+        default="compact",
+        help="AUDIO_LAYOUT: only the speech in one mono file (default), or a channel per speaker",
+    )
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="realistic meetings: pauses, people talking over each other, backchannels, a noise "
+        "floor, typing and coughs",
+    )
+    parser.add_argument(
         "--keep-running", action="store_true", help="keep the stack up afterwards (Ctrl-C stops it)"
     )
     parser.add_argument("--timeout", type=float, default=600, help="give up after (seconds)")
@@ -77,6 +92,7 @@ def synthesize(args: argparse.Namespace, stack: LocalStack) -> list[SyntheticMee
             topic=f"Demo {i + 1}: quarterly planning ({started:%H%M%S}-{i})",
             start_time=started + timedelta(minutes=i),
             registry=stack.registry,
+            realistic=args.realistic,
         )
         meetings.append(replace(meeting, account_id=stack.zoom.account_id))
     return meetings
@@ -155,6 +171,7 @@ def save_results(stack: LocalStack, uuids: dict[str, str], out: Path) -> list[st
                 else ""
             )
         )
+        print(f"  {billing_line(stack, recording)}")
         for name in ("email.eml", "email.html", "insights.json", "page.html"):
             path = folder / name
             if path.exists():
@@ -162,6 +179,32 @@ def save_results(stack: LocalStack, uuids: dict[str, str], out: Path) -> list[st
                     f"  {name:<14} {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
                 )
     return urls
+
+
+def billing_line(stack: LocalStack, recording: Recording) -> str:
+    """What the provider billed for the meeting, per second of the meeting."""
+    meeting_s = meeting_seconds(recording)
+    conversation = recording.symbl_conversation_id
+    billed = stack.symbl.billed_seconds(conversation) if conversation else 0.0
+    ratio = billed / meeting_s if meeting_s else 0.0
+    return (
+        f"audio layout {recording.audio_layout or '-'}: {len(recording.tracks)} speaker track(s),"
+        f" file {recording.merged_seconds or 0:.1f} s, billed {billed:.1f} s for a"
+        f" {meeting_s:.0f} s meeting = {ratio:.2f} x the meeting"
+    )
+
+
+def meeting_seconds(recording: Recording) -> float:
+    """The meeting's length: first join to last leave of the participant files."""
+    starts = [_epoch(t.recording_start) for t in recording.tracks]
+    ends = [_epoch(t.recording_end) for t in recording.tracks]
+    if starts and ends:
+        return max(ends) - min(starts)
+    return recording.duration_minutes * 60.0
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _subject(raw: str) -> str:
@@ -184,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         symbl_limit=args.symbl_limit,
         workdir=args.out / "work",
         reconcile_every_seconds=5.0,
+        audio_layout=args.layout,
     )
     with LocalStack(options) as stack:
         print(f"AWS (moto server)        {stack.aws.endpoint_url}")

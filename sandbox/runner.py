@@ -61,6 +61,7 @@ class StackOptions:
     # Scaled deadlines for the reconciler, so repairs happen within a demo or a test.
     stuck_seconds: int = 60
     inline_merge_max_seconds: int = 2 * 3600
+    audio_layout: str = "compact"  # or "multichannel" (AUDIO_LAYOUT)
     pump_workers: int = 2
     # Concurrent invocations per SQS event source (Lambda scales consumers out the same way).
     merge_concurrency: int = 2
@@ -172,6 +173,8 @@ class LocalStack:
             queue_seconds=self.options.symbl_queue_seconds,
             processing_seconds=self.options.symbl_processing_seconds,
             registry=self.registry,
+            # Template fingerprints depend only on the renders: built once per machine.
+            fingerprint_cache_dir=ROOT / ".cache" / "fingerprints",
         )
         self.symbl_server = serve_symbl(self.symbl)
         self._servers.append(self.symbl_server)
@@ -267,6 +270,8 @@ class LocalStack:
             "DOWNLOAD_RETRY_BUDGET_SECONDS": "60",
             "PUMP_MAX_SECONDS": "20",
             "SUMMARY_RETRY_SECONDS": "2",
+            "AUDIO_LAYOUT": o.audio_layout,
+            "SPEAKER_RETRY_SECONDS": "1",
             "WORK_DIR": str(o.workdir),
             "RECEIVED_STUCK_SECONDS": str(o.stuck_seconds),
             "MERGED_STUCK_SECONDS": str(o.stuck_seconds),

@@ -47,6 +47,7 @@ locals {
     MAX_RECEIVE_COUNT            = tostring(local.max_receive_count) # the merge queue's redrive limit
     SUBMIT_QUEUE_URL             = module.submit_queue.url
     PUMP_FUNCTION_NAME           = module.pump.function_name
+    AUDIO_LAYOUT                 = var.audio_layout
     INLINE_MERGE_MAX_SECONDS     = tostring(var.inline_merge_max_seconds)
     ECS_CLUSTER                  = aws_ecs_cluster.this.arn
     ECS_TASK_DEFINITION          = module.merger_task.task_definition_arn
@@ -64,6 +65,7 @@ locals {
     RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
     ZOOM_S2S_SECRET_ARN          = aws_secretsmanager_secret.this["zoom-s2s-credentials"].arn
     MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
+    AUDIO_LAYOUT                 = var.audio_layout
     MERGE_QUEUE_URL              = module.merge_queue.url # required by MergerSettings; the task sends nothing to it
     SUBMIT_QUEUE_URL             = module.submit_queue.url
     PUMP_FUNCTION_NAME           = module.pump.function_name

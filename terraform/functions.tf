@@ -144,12 +144,13 @@ module "notifier" {
   }
 
   policy_documents = {
-    "recordings-table" = data.aws_iam_policy_document.notifier_recordings_table.json
-    "store-insights"   = data.aws_iam_policy_document.notifier_store_insights.json
-    "send-email"       = data.aws_iam_policy_document.notifier_send_email.json
-    "read-secrets"     = data.aws_iam_policy_document.notifier_read_secrets.json
-    "enqueue-notify"   = data.aws_iam_policy_document.notifier_enqueue_notify.json
-    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
+    "recordings-table"  = data.aws_iam_policy_document.notifier_recordings_table.json
+    "store-insights"    = data.aws_iam_policy_document.notifier_store_insights.json
+    "read-segment-maps" = data.aws_iam_policy_document.notifier_read_segment_maps.json
+    "send-email"        = data.aws_iam_policy_document.notifier_send_email.json
+    "read-secrets"      = data.aws_iam_policy_document.notifier_read_secrets.json
+    "enqueue-notify"    = data.aws_iam_policy_document.notifier_enqueue_notify.json
+    "table-key"         = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 

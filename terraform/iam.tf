@@ -354,6 +354,16 @@ data "aws_iam_policy_document" "notifier_store_insights" {
   }
 }
 
+# A compact file's segment map (merged/<meeting>/<run>.segments.json): its speakers, their talk
+# time and the meeting time of every transcript word. The maps only, not the audio.
+data "aws_iam_policy_document" "notifier_read_segment_maps" {
+  statement {
+    sid       = "ReadSegmentMaps"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.media_object_arn.merged}.segments.json"]
+  }
+}
+
 # SES API v2 SendEmail with raw MIME content (HTML + text): SES authorizes it as ses:SendEmail and
 # ses:SendRawEmail, on the identity and on the configuration set it names.
 data "aws_iam_policy_document" "notifier_send_email" {

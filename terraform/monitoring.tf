@@ -107,6 +107,7 @@ locals {
           [local.metrics_namespace, "EmailsInDoubt", "service", local.service_names.notifier, { label = "in doubt (app)" }],
           [local.metrics_namespace, "NotesSkipped", "service", local.service_names.notifier, { label = "skipped meetings (app)" }],
           [local.metrics_namespace, "SummariesMissing", "service", local.service_names.notifier, { label = "no summary (app)" }],
+          [local.metrics_namespace, "SpeakersUnconfirmed", "service", local.service_names.notifier, { label = "speakers not confirmed (app)" }],
           ["AWS/SES", "Delivery", "ses:configuration-set", aws_sesv2_configuration_set.this.configuration_set_name, { label = "delivered" }],
           ["AWS/SES", "Bounce", "ses:configuration-set", aws_sesv2_configuration_set.this.configuration_set_name, { label = "bounced" }],
           ["AWS/SES", "Complaint", "ses:configuration-set", aws_sesv2_configuration_set.this.configuration_set_name, { label = "complaints" }],

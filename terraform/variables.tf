@@ -178,6 +178,17 @@ variable "notifier_concurrency" {
 # Merging
 # ---------------------------------------------------------------------------------------------
 
+variable "audio_layout" {
+  type        = string
+  description = "AUDIO_LAYOUT: \"compact\" (only the speech, once, in one mono file with a segment map: billed about 1x the meeting) or \"multichannel\" (one channel per speaker, each as long as the meeting: Symbl bills N x)."
+  default     = "compact"
+
+  validation {
+    condition     = contains(["compact", "multichannel"], var.audio_layout)
+    error_message = "audio_layout must be \"compact\" or \"multichannel\"."
+  }
+}
+
 variable "inline_merge_max_seconds" {
   type        = number
   description = "INLINE_MERGE_MAX_SECONDS: meetings up to this long merge in the Lambda (900 s timeout); longer ones in the Fargate task."

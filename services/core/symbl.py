@@ -75,9 +75,12 @@ class AudioSubmission:
     url: str
     name: str
     webhook_url: str
-    channels: tuple[Speaker, ...] = ()  # one per channel, in channel order; empty: diarize
+    channels: tuple[Speaker, ...] = ()  # one per channel, in channel order
     diarization_speakers: int | None = None
     language_code: str = "en-US"
+    # Without channels: diarize (the mixed-audio fallback), or neither (a compact file, whose
+    # speakers are given afterwards by speaker events).
+    diarize: bool = True
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -96,7 +99,7 @@ class AudioSubmission:
                 }
                 for index, s in enumerate(self.channels, start=1)
             ]
-        else:
+        elif self.diarize:
             body["enableSpeakerDiarization"] = True
             if self.diarization_speakers:
                 body["diarizationSpeakerCount"] = self.diarization_speakers
@@ -110,6 +113,7 @@ class SpeechAnalytics(Protocol):
     def job_status(self, job_id: str) -> JobStatus: ...
     def conversation(self, conversation_id: str, part: str) -> dict[str, Any]: ...
     def refresh_summary(self, conversation_id: str) -> bool: ...
+    def put_speaker_events(self, conversation_id: str, events: list[dict[str, Any]]) -> None: ...
     def create_experience(
         self, conversation_id: str, name: str, *, expires_in_seconds: int
     ) -> str | None: ...
@@ -275,7 +279,10 @@ class SymblClient:
     def conversation(self, conversation_id: str, part: str) -> dict[str, Any]:
         """`GET /v1/conversations/{id}/{part}` (part '' for the conversation itself)."""
         path = f"/v1/conversations/{conversation_id}" + (f"/{part}" if part else "")
-        response = self._send("GET", path)
+        # Messages come with their words' times: a compact file's words are attributed and
+        # timed one by one through its segment map.
+        params = {"verbose": "true"} if part == "messages" else None
+        response = self._send("GET", path, params=params)
         if response.status_code == 404 and part == "summary":
             raise NotReady("summary not ready yet")
         if response.status_code != 200:
@@ -301,6 +308,19 @@ class SymblClient:
             return False
         self._fail(response, "summary refresh")
         return False  # not reached: _fail raises
+
+    def put_speaker_events(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
+        """`PUT /v1/conversations/{id}/speakers`: who spoke when, on the submitted file's clock.
+
+        A PUT replaces the conversation's speaker events, so repeating it is harmless. Symbl
+        documents no job or status for it: whether its 200 comes before the messages carry the
+        speakers is unconfirmed, so the caller checks the messages afterwards.
+        """
+        response = self._send(
+            "PUT", f"/v1/conversations/{conversation_id}/speakers", json={"speakerEvents": events}
+        )
+        if response.status_code not in (200, 201, 202, 204):
+            self._fail(response, "speaker events")
 
     def create_experience(
         self, conversation_id: str, name: str, *, expires_in_seconds: int

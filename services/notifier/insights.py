@@ -21,6 +21,7 @@ from services.core.errors import NotFound, PermanentError, TransientError
 from services.core.observability import logger
 from services.core.recordings import Recording
 from services.core.s3_stream import meeting_key
+from services.core.speech.segment_map import SegmentMap, TimedWord, attribute_words
 from services.core.symbl import NotReady, SpeechAnalytics
 
 EXPERIENCE_NAME = "verbose-text-summary"
@@ -203,6 +204,56 @@ def _transcript(body: dict[str, Any], started: datetime | None) -> list[Utteranc
     return sorted(lines, key=lambda line: line.start_seconds)
 
 
+def _words_of(message: dict[str, Any]) -> list[TimedWord]:
+    """A message's words with their times in the submitted file; a message without word times
+    is one block spanning the message."""
+    words = []
+    for word in _list(message, "words"):
+        text = _text(word.get("word") or word.get("text"))
+        start, length = word.get("timeOffset"), word.get("duration")
+        if text and isinstance(start, int | float) and isinstance(length, int | float):
+            words.append(TimedWord(text=text, start=float(start), end=float(start + length)))
+    if words:
+        return words
+    start, length = message.get("timeOffset"), message.get("duration")
+    text = _text(message.get("text"))
+    if not text or not isinstance(start, int | float):
+        return []
+    end = float(start) + (float(length) if isinstance(length, int | float) else 0.0)
+    return [TimedWord(text=text, start=float(start), end=end)]
+
+
+def _mapped_transcript(body: dict[str, Any], segment_map: SegmentMap) -> list[Utterance]:
+    """A compact file's transcript on the meeting's clock: every word goes to the stretch it
+    was cut from (its speaker, its place in the meeting), whatever the provider attributed."""
+    words = sorted(
+        (word for message in _list(body, "messages") for word in _words_of(message)),
+        key=lambda word: word.start,
+    )
+    names = {speaker.id: speaker.name for speaker in segment_map.speakers}
+    lines = [
+        Utterance(speaker=names[line.speaker_id], start_seconds=line.start_seconds, text=line.text)
+        for line in attribute_words(segment_map, words)
+    ]
+    return sorted(lines, key=lambda line: line.start_seconds)
+
+
+def _mapped_speakers(segment_map: SegmentMap) -> list[SpeakerTalkTime]:
+    """Talk time per speaker from the segment map: detected speech, exact to the frame."""
+    talk = segment_map.talk_seconds()
+    total = sum(talk.values())
+    speakers = [
+        SpeakerTalkTime(
+            name=speaker.name,
+            email=speaker.email,
+            talk_seconds=round(talk[speaker.id], 1),
+            talk_percent=round(100 * talk[speaker.id] / total, 1) if total else 0.0,
+        )
+        for speaker in segment_map.speakers
+    ]
+    return sorted(speakers, key=lambda s: s.talk_seconds, reverse=True)
+
+
 def _speakers(analytics: dict[str, Any], members: dict[str, Any]) -> list[SpeakerTalkTime]:
     """Talk time per member from analytics, with emails from the member list."""
     emails = {
@@ -297,12 +348,14 @@ def gather_insights(
     summary: list[str],
     link_lifetime_seconds: int,
     summary_missing: SummaryMissing | None = None,
+    segment_map: SegmentMap | None = None,
 ) -> InsightsDocument:
     """Everything the email and the page show, in one document.
 
     The summary is read beforehand (`fetch_summary`), since the caller decides whether to wait
     for it; `summary_missing` says why there is none, when there is none. The provider's summary
-    page expires after `link_lifetime_seconds`, the lifetime of the insights link.
+    page expires after `link_lifetime_seconds`, the lifetime of the insights link. With a
+    compact file's `segment_map`, speakers, talk time and transcript times come from the map.
     """
     conversation_id = recording.symbl_conversation_id
     if not conversation_id:
@@ -320,6 +373,7 @@ def gather_insights(
             "members",
         )
     }
+    compact = segment_map if segment_map is not None and segment_map.layout == "compact" else None
     return InsightsDocument(
         generated_at=now.astimezone(UTC).isoformat(timespec="seconds"),
         conversation_id=conversation_id,
@@ -332,13 +386,17 @@ def gather_insights(
             timezone=recording.timezone,
             duration_seconds=_duration_seconds(recording, conversation),
         ),
-        speakers=_speakers(parts["analytics"], parts["members"]),
+        speakers=_mapped_speakers(compact)
+        if compact
+        else _speakers(parts["analytics"], parts["members"]),
         summary=summary,
         action_items=_tasks(parts["action-items"], "actionItems"),
         follow_ups=_tasks(parts["follow-ups"], "followUps"),
         questions=_questions(parts["questions"]),
         topics=_topics(parts["topics"]),
-        transcript=_transcript(parts["messages"], _parse_time(conversation.get("startTime"))),
+        transcript=_mapped_transcript(parts["messages"], compact)
+        if compact
+        else _transcript(parts["messages"], _parse_time(conversation.get("startTime"))),
         experience_url=_experience_url(speech, conversation_id, link_lifetime_seconds),
         summary_missing=None if summary else summary_missing,
     )

@@ -71,8 +71,9 @@ from services.core.intake import MessageSender
 from services.core.links import make_page_token
 from services.core.observability import MetricUnit, logger, mask_email, record_metric
 from services.core.queues import NotifyRequest
-from services.core.recordings import Recording, RecordingStore, State, utcnow
+from services.core.recordings import Recording, RecordingStore, State, iso, utcnow
 from services.core.settings import NotifierSettings
+from services.core.speech.segment_map import SegmentMap, load_segment_map, speaker_events
 from services.core.symbl import SpeechAnalytics
 from services.notifier.insights import (
     InsightsDocument,
@@ -88,6 +89,7 @@ EMAIL_IN_DOUBT = "unknown (sent before a crash)"
 SEND_SETTLE_SECONDS = 120
 SUMMARY_WAIT = "summary_wait"  # attempts counter: summary checks that found it not ready
 SUMMARY_REQUESTED = "summary_requested"  # attempts counter: summary generations requested
+SPEAKER_WAIT = "speaker_wait"  # attempts counter: transcript checks that lacked the speakers
 FAILURE_NOTICES = "failure_notices"  # attempts counter: operator notices published
 SNS_SUBJECT_CHARS = 99
 
@@ -311,6 +313,11 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
     conversation_id = recording.symbl_conversation_id
     if not conversation_id:
         raise PermanentError("transcribed meeting has no conversation id")
+    segment_map = _segment_map(recording, deps)
+    if segment_map is not None and segment_map.layout == "compact":
+        waiting = _give_speakers(recording, conversation_id, segment_map, deps)
+        if waiting is not None:
+            return waiting
     summary = _read_summary(recording, conversation_id, deps)
     if summary is None:
         return _wait_for_summary(recording, deps)
@@ -321,6 +328,7 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
         summary=summary.lines,
         link_lifetime_seconds=link_lifetime_seconds(settings),
         summary_missing=summary.missing,
+        segment_map=segment_map,
     )
     key = store_insights(deps.s3, settings.media_bucket, document)
     content = deps.render(document, page_url(settings, uuid, deps.link_key(), deps.clock()))
@@ -433,6 +441,92 @@ def _settle_in_doubt(meeting_uuid: str, deps: NotifierDeps, reason: str) -> str:
     record_metric("EmailsInDoubt")
     logger.warning("email may or may not have been sent; not sending again")
     return "settled in doubt"
+
+
+def _segment_map(recording: Recording, deps: NotifierDeps) -> SegmentMap | None:
+    """The merged file's segment map; None for a meeting merged without one."""
+    if not recording.segment_map_key:
+        if recording.audio_layout == "compact":
+            raise PermanentError("compact meeting has no segment map")
+        return None
+    try:
+        return load_segment_map(deps.s3, deps.settings.media_bucket, recording.segment_map_key)
+    except ClientError as e:
+        if aws.error_code(e) in ("NoSuchKey", "404"):
+            raise PermanentError(f"segment map {recording.segment_map_key} is gone") from e
+        raise TransientError(f"segment map unreadable: {aws.error_code(e)}") from e
+
+
+def speakers_arrived(messages: dict[str, Any], segment_map: SegmentMap) -> bool:
+    """Whether every message of the transcript names one of the map's speakers (by email, or by
+    name for a speaker without one): the provider has applied the speaker events."""
+    emails = {p.email.casefold() for p in segment_map.speakers if p.email}
+    names = {p.name.casefold() for p in segment_map.speakers}
+    for message in messages.get("messages") or []:
+        person = message.get("from") if isinstance(message, dict) else None
+        person = person if isinstance(person, dict) else {}
+        email = str(person.get("email") or person.get("userId") or "").casefold()
+        name = str(person.get("name") or "").casefold()
+        if not (email in emails or name in names):
+            return False
+    return True
+
+
+def _give_speakers(
+    recording: Recording, conversation_id: str, segment_map: SegmentMap, deps: NotifierDeps
+) -> str | None:
+    """A compact conversation gets its speakers: send the speaker events (once recorded; the
+    PUT replaces, so a crash before the record only sends them again), then read the transcript
+    until its messages carry them, at most `speaker_max_checks` times, each a delayed request.
+    The summary is requested after this step, so it is written with the speakers' names.
+    Returns None when the notes may go on, else what was done."""
+    uuid = recording.meeting_uuid
+    now = iso_now(deps)
+    if not recording.speakers_sent_at:
+        deps.speech.put_speaker_events(conversation_id, speaker_events(segment_map))
+        try:
+            recording = deps.store.update_fields(uuid, State.TRANSCRIBED, {"speakers_sent_at": now})
+        except StateConflict:
+            return "already handled"
+        logger.info(
+            "speaker events sent",
+            speakers=len(segment_map.speakers),
+            segments=len(segment_map.segments),
+        )
+    if recording.speakers_confirmed_at:
+        return None
+    checks = recording.attempts.get(SPEAKER_WAIT, 0)
+    if speakers_arrived(deps.speech.conversation(conversation_id, "messages"), segment_map):
+        try:
+            deps.store.update_fields(uuid, State.TRANSCRIBED, {"speakers_confirmed_at": now})
+        except StateConflict:
+            return "already handled"
+        logger.info("speakers confirmed in the transcript", checks=checks)
+        return None
+    if checks >= deps.settings.speaker_max_checks:
+        record_metric("SpeakersUnconfirmed")
+        logger.warning(
+            "the provider's transcript still lacks the speakers; notes go out with ours",
+            checks=checks,
+        )
+        return None
+    try:
+        deps.store.update_fields(
+            uuid,
+            State.TRANSCRIBED,
+            {"last_error": "speakers not applied yet"},
+            count_attempt=SPEAKER_WAIT,
+        )
+    except StateConflict:
+        return "already handled"
+    delay = deps.settings.speaker_retry_seconds
+    deps.notify_queue.send(NotifyRequest(meeting_uuid=uuid), delay_seconds=delay)
+    logger.info("speakers not applied yet; looking again later", delay_seconds=delay)
+    return "waiting for speakers"
+
+
+def iso_now(deps: NotifierDeps) -> str:
+    return iso(deps.clock())
 
 
 @dataclass(frozen=True)

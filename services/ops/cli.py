@@ -138,6 +138,16 @@ def status_detail(recording: Recording, now: datetime) -> list[str]:
     for track in recording.tracks:
         if track.excluded_reason:
             lines.append(f"left out {track.name}: {track.excluded_reason}")
+    if recording.audio_layout:
+        audio = f"audio    {recording.audio_layout}"
+        if recording.merged_seconds is not None:
+            audio += f", {recording.merged_seconds:.1f} s"
+        if recording.segment_map_key:
+            audio += f"; map {recording.segment_map_key}"
+        lines.append(audio)
+    if recording.speakers_sent_at:
+        confirmed = recording.speakers_confirmed_at or "not confirmed yet"
+        lines.append(f"speaker events sent {recording.speakers_sent_at}; seen {confirmed}")
     if recording.failure_reason:
         lines.append(f"failed   in {recording.failed_stage}: {recording.failure_reason}")
     if recording.last_error:

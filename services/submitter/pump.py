@@ -84,8 +84,12 @@ def callback_url(settings: SubmitterSettings, secret: str) -> str:
 
 
 def build_submission(recording: Recording, url: str, webhook_url: str) -> AudioSubmission:
-    """Per-channel recognition with one speaker per channel, or diarization of a mono file."""
+    """A compact file as plain mono (its speakers follow as speaker events once the job is
+    done), per-channel recognition with one speaker per channel, or diarization of the mixed
+    recording."""
     name = recording.topic or recording.meeting_uuid
+    if recording.audio_layout == "compact":
+        return AudioSubmission(url=url, name=name, webhook_url=webhook_url, diarize=False)
     if recording.diarization or not recording.channel_map:
         return AudioSubmission(
             url=url,
@@ -276,6 +280,9 @@ def _record_job(deps: PumpDeps, claim: str, recording: Recording, job: Submitted
             "submit_claim": None,
             "submit_outcome_unknown_at": None,
             "submitted_at": iso(utcnow()),
+            # A new conversation has no speakers yet, whatever an earlier one had.
+            "speakers_sent_at": None,
+            "speakers_confirmed_at": None,
         },
         count_attempt=TRANSCRIBE_STAGE,
     )

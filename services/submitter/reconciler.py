@@ -311,6 +311,8 @@ def _adopt(
                 "submit_claim": None,
                 "submit_outcome_unknown_at": None,
                 "submitted_at": recording.updated_at or recording.state_since,
+                "speakers_sent_at": None,
+                "speakers_confirmed_at": None,
                 "last_error": "accepted job adopted after an interrupted submission",
             },
             count_attempt=TRANSCRIBE_STAGE,

@@ -20,6 +20,7 @@ from sandbox.runner import LocalStack, StackOptions
 from sandbox.synth import SyntheticMeeting
 from services.core import aws
 from services.core.recordings import RecordingStore, State
+from services.core.speech.segment_map import load_segment_map, speaker_events
 from tests.support.pipeline import deliver, synthetic_meeting, wait_terminal
 
 NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
@@ -62,7 +63,20 @@ def local_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loca
         yield stack
 
 
-def test_one_meeting_end_to_end(local_stack: LocalStack) -> None:
+def stored_insights(stack: LocalStack, key: str | None) -> dict[str, Any]:
+    assert key
+    body = aws.client("s3").get_object(Bucket=stack.stack.names.media_bucket, Key=key)["Body"]
+    return dict(json.loads(body.read()))
+
+
+def billed_ratio(stack: LocalStack, meeting: SyntheticMeeting, conversation: str | None) -> float:
+    assert conversation
+    starts = [p.audio.recording_start for p in meeting.participants]
+    ends = [p.audio.recording_end for p in meeting.participants]
+    return stack.symbl.billed_seconds(conversation) / (max(ends) - min(starts)).total_seconds()
+
+
+def test_one_compact_meeting_end_to_end(local_stack: LocalStack) -> None:
     stack = local_stack
     [meeting] = meetings(stack, 1, seed=500, label="E2E single")
     deliver(stack, meeting)
@@ -70,25 +84,106 @@ def test_one_meeting_end_to_end(local_stack: LocalStack) -> None:
     assert states[meeting.uuid] == State.NOTIFIED
     assert stack.symbl.over_limit_attempts == []
     record = RecordingStore(stack.stack.names.recordings_table).require(meeting.uuid)
-    assert [e["speakers"][0]["name"] for e in record.channel_map] == [
-        p.name for p in meeting.participants
-    ]
+    assert record.audio_layout == "compact" and record.channel_map == []
+    assert record.speakers_sent_at and record.speakers_confirmed_at
+    segment_map = load_segment_map(
+        aws.client("s3"), stack.stack.names.media_bucket, record.segment_map_key or ""
+    )
+    assert [s.name for s in segment_map.speakers] == [p.name for p in meeting.participants]
+    # Submitted as plain mono, then given its speakers once, by the Speaker Events API.
+    [submission] = [s for s in stack.symbl.submissions if s.name == meeting.topic]
+    assert submission.channel_metadata == []
+    assert "enableSpeakerDiarization" not in submission.options
+    assert "enableSeparateRecognitionPerChannel" not in submission.options
+    puts = [p for p in stack.symbl.speaker_event_puts if p.status == 200]
+    assert [p.conversation_id for p in puts] == [record.symbl_conversation_id]
+    assert puts[0].body == {"speakerEvents": speaker_events(segment_map)}
+    ratio = billed_ratio(stack, meeting, record.symbl_conversation_id)
+    print(f"compact: billed {ratio:.2f} x the meeting")
+    assert ratio <= 1.0
+    # The fake recognised the words from the compact audio alone; the email's transcript gives
+    # each line to the speaker who said it, at the time it was said in the meeting.
+    insights = stored_insights(stack, record.insights_key)
+    transcript = insights["transcript"]
+    assert len(transcript) >= len(meeting.lines) * 0.9
+    for utterance in transcript:
+        said = [line for line in meeting.lines if line.text == utterance["text"]]
+        line = min(said, key=lambda line: abs(line.start - utterance["start_seconds"]))
+        assert utterance["speaker"] == line.speaker, utterance
+        assert abs(utterance["start_seconds"] - line.start) < 0.3, (utterance, line)
+    # The summary was written after the speakers arrived, so it names them.
+    summary = " ".join(insights["summary"])
+    assert all(f"{name}:" in summary for name in NAMES), summary
+    talk = {s["name"]: s["talk_seconds"] for s in insights["speakers"]}
+    for name in NAMES:
+        scripted = sum(line.end - line.start for line in meeting.lines if line.speaker == name)
+        assert abs(talk[name] - scripted) < 0.1 * scripted + 0.5, (name, talk[name], scripted)
     [email] = [m for m in stack.sent_emails() if meeting.topic in str(m)]
+    content = _html(email)
+    for name in NAMES:
+        assert name in content
+    link = content[content.find(f"{stack.api.url}/meetings/") :].split('"')[0].replace("&amp;", "&")
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200 and meeting.topic in page.text
+
+
+def _html(email: dict[str, Any]) -> str:
     message = email_parser.message_from_bytes(
         email["raw_data"].encode(), policy=email_policy.default
     )
     html_part = message.get_body(preferencelist=("html",))
     assert html_part is not None
-    content = html_part.get_content()
+    return str(html_part.get_content())
+
+
+@pytest.mark.parametrize("local_stack", [StackOptions()], indirect=True)
+def test_compact_notes_go_out_when_the_speakers_never_arrive(local_stack: LocalStack) -> None:
+    stack = local_stack
+    stack.symbl.ignore_speaker_events()
+    [meeting] = meetings(stack, 1, seed=510, label="E2E speakers lost")
+    deliver(stack, meeting)
+    states = wait_terminal(stack, [meeting.uuid], 120)
+    assert states[meeting.uuid] == State.NOTIFIED
+    record = RecordingStore(stack.stack.names.recordings_table).require(meeting.uuid)
+    # The bounded check ran out (8 looks, one a second here) and the notes went out anyway, with
+    # the speakers from the segment map.
+    assert record.speakers_sent_at and not record.speakers_confirmed_at
+    assert record.attempts.get("speaker_wait") == 8
+    puts = [
+        p
+        for p in stack.symbl.speaker_event_puts
+        if p.conversation_id == record.symbl_conversation_id
+    ]
+    assert len(puts) == 1 and puts[0].ignored
+    insights = stored_insights(stack, record.insights_key)
+    assert {u["speaker"] for u in insights["transcript"]} == set(NAMES)
+    # Symbl's own summary never learnt the names; ours (transcript, talk time) did.
+    assert not any(f"{name}:" in " ".join(insights["summary"]) for name in NAMES)
+
+
+@pytest.mark.parametrize("local_stack", [StackOptions(audio_layout="multichannel")], indirect=True)
+def test_one_multichannel_meeting_end_to_end(local_stack: LocalStack) -> None:
+    stack = local_stack
+    [meeting] = meetings(stack, 1, seed=500, label="E2E multichannel")
+    deliver(stack, meeting)
+    states = wait_terminal(stack, [meeting.uuid], 90)
+    assert states[meeting.uuid] == State.NOTIFIED
+    record = RecordingStore(stack.stack.names.recordings_table).require(meeting.uuid)
+    assert record.audio_layout == "multichannel" and record.segment_map_key is None
+    assert [e["speakers"][0]["name"] for e in record.channel_map] == [
+        p.name for p in meeting.participants
+    ]
+    assert stack.symbl.speaker_event_puts == []
+    ratio = billed_ratio(stack, meeting, record.symbl_conversation_id)
+    print(f"multichannel: billed {ratio:.2f} x the meeting")
+    assert ratio == pytest.approx(len(NAMES), rel=0.01)
+    [email] = [m for m in stack.sent_emails() if meeting.topic in str(m)]
+    content = _html(email)
     for name in NAMES:
         assert name in content
     # The fake recogniser answered with what each speaker was scripted to say: the channels
     # went to the right people at the right times.
-    insights = json.loads(
-        aws.client("s3")
-        .get_object(Bucket=stack.stack.names.media_bucket, Key=record.insights_key)["Body"]
-        .read()
-    )
+    insights = stored_insights(stack, record.insights_key)
     text = json.dumps(insights, ensure_ascii=False)
     scripted = [line.text for line in meeting.lines]
     assert sum(line in text for line in scripted) >= len(scripted) * 0.9
