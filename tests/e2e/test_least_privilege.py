@@ -250,6 +250,10 @@ RESOURCE_PATTERNS: list[tuple[str, Callable[[re.Match[str]], str]]] = [
     (r"\$\{module\.(\w+)_queue\.arn\}", lambda m: f"sqs:{m[1]}"),
     (r"\$\{aws_s3_bucket\.(\w+)\.arn\}", lambda m: f"s3:{m[1]}"),
     (r"\$\{local\.media_object_arn\.(\w+)\}", lambda m: f"s3:media/{_media_prefix(m[1])}*"),
+    (
+        r"\$\{local\.media_object_arn\.(\w+)\}(\.[\w.-]+)",
+        lambda m: f"s3:media/{_media_prefix(m[1])}*{m[2]}",
+    ),
     (r'\$\{local\.secret_arns\["([\w-]+)"\]\}', lambda m: f"secretsmanager:{m[1]}"),
     (r"\$\{(?:module\.pump\.function_arn|local\.pump_function_arn)\}", lambda m: "lambda:pump"),
     (r"\$\{aws_sns_topic\.(\w+)\.arn\}", lambda m: f"sns:{m[1]}"),

@@ -125,8 +125,13 @@ def resources_of(service: str, operation: str, params: dict[str, Any]) -> tuple[
         key = params.get("Key")
         if key is None:
             return (bucket,)
-        folder, slash, _ = str(key).partition("/")
-        return (f"{bucket}/{folder}/…" if slash else f"{bucket}/{key}",)
+        folder, slash, rest = str(key).partition("/")
+        if not slash:
+            return (f"{bucket}/{key}",)
+        # The file's type stays visible (`….flac`, `….segments.json`): a policy may allow one
+        # kind of object under a prefix and not another.
+        _, dot, extension = rest.rsplit("/", 1)[-1].partition(".")
+        return (f"{bucket}/{folder}/…" + (f".{extension}" if dot else ""),)
     if service == "secretsmanager" and "SecretId" in params:
         return (f"secretsmanager:{_secret(str(params['SecretId']))}",)
     if service == "lambda" and "FunctionName" in params:
