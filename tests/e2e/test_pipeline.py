@@ -193,8 +193,13 @@ def test_one_multichannel_meeting_end_to_end(local_stack: LocalStack) -> None:
     assert page.status_code == 200 and meeting.topic in page.text
 
 
+# The two twenty-meeting tests are about the Symbl limit and faults, not the layout, and keep to
+# multichannel, the cheaper of the two for the fakes (about 25 s of the suite); the chaos test and
+# the single meetings above run the default, compact.
 @pytest.mark.parametrize(
-    "local_stack", [StackOptions(symbl_limit=3, symbl_processing_seconds=3.0)], indirect=True
+    "local_stack",
+    [StackOptions(symbl_limit=3, symbl_processing_seconds=3.0, audio_layout="multichannel")],
+    indirect=True,
 )
 def test_twenty_meetings_with_symbl_limited_to_three(local_stack: LocalStack) -> None:
     stack = local_stack
@@ -212,7 +217,9 @@ def test_twenty_meetings_with_symbl_limited_to_three(local_stack: LocalStack) ->
     assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0}
 
 
-@pytest.mark.parametrize("local_stack", [StackOptions(symbl_limit=3)], indirect=True)
+@pytest.mark.parametrize(
+    "local_stack", [StackOptions(symbl_limit=3, audio_layout="multichannel")], indirect=True
+)
 def test_twenty_meetings_with_faults_on(local_stack: LocalStack) -> None:
     stack = local_stack
     batch = meetings(stack, 20, seed=600, label="E2E faults")
