@@ -69,8 +69,8 @@ from services.core.speech.segment_map import (  # noqa: E402
     SegmentMap,
     TimedWord,
     attribute_words,
+    map_speakers,
     speaker_events,
-    speaker_id,
 )
 from services.core.symbl import (  # noqa: E402
     AudioSubmission,
@@ -125,12 +125,6 @@ def sources_of(meeting: SyntheticMeeting, media_url: str) -> list[TrackSource]:
     ]
 
 
-def meeting_seconds(meeting: SyntheticMeeting) -> float:
-    starts = [p.audio.recording_start for p in meeting.participants]
-    ends = [p.audio.recording_end for p in meeting.participants]
-    return (max(ends) - min(starts)).total_seconds()
-
-
 # --- the compact merge, in a child process -------------------------------------------------------
 
 
@@ -168,20 +162,15 @@ class CompactRun:
 
 
 def run_compact(meeting: SyntheticMeeting, sources: list[TrackSource], scratch: Path) -> CompactRun:
-    from services.core.speech.segment_map import MapSpeaker
-
-    speakers: dict[str, MapSpeaker] = {}
-    of_track = {}
-    for p in meeting.participants:
-        ident = speaker_id(p.name, p.email)
-        speakers.setdefault(ident, MapSpeaker(id=ident, name=p.name, email=p.email))
-        of_track[p.audio.file_id] = ident
+    speakers, of_track = map_speakers(
+        (p.audio.file_id, p.name, p.email) for p in meeting.participants
+    )
     output, map_path = scratch / "compact.flac", scratch / "compact.segments.json"
     work = scratch / "work"
     work.mkdir()
     job = {
         "sources": [s.__dict__ for s in sources],
-        "speakers": [s.model_dump() for s in speakers.values()],
+        "speakers": [s.model_dump() for s in speakers],
         "of_track": of_track,
         "output": str(output),
         "map": str(map_path),
@@ -376,7 +365,7 @@ def run_case(
     return Row(
         speakers=speakers,
         minutes=minutes,
-        meeting_s=meeting_seconds(meeting),
+        meeting_s=meeting.span_seconds,
         floor_s=floor.wall_s,
         compact_wall_s=compact.wall_s,
         compact_rss=compact.peak_rss,

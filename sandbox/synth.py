@@ -248,6 +248,13 @@ class SyntheticMeeting:
     def speakers(self) -> list[str]:
         return [p.name for p in self.participants]
 
+    @property
+    def span_seconds(self) -> float:
+        """First join to last leave: the length of the meeting the participant files cover."""
+        starts = [p.audio.recording_start for p in self.participants]
+        ends = [p.audio.recording_end for p in self.participants]
+        return (max(ends) - min(starts)).total_seconds()
+
     def participant(self, name: str) -> SyntheticParticipant:
         for participant in self.participants:
             if participant.name == name:

@@ -39,8 +39,8 @@ from services.core.settings import MergerSettings
 from services.core.speech.segment_map import (
     MapSpeaker,
     SegmentMap,
+    map_speakers,
     segment_map_key,
-    speaker_id,
     store_segment_map,
 )
 from services.core.zoom import (
@@ -300,18 +300,6 @@ def _merge_multichannel(
     return figures, channel_map
 
 
-def map_speakers(usable: list[SpeakerTrack]) -> tuple[list[MapSpeaker], dict[str, str]]:
-    """The segment map's speakers (one per `speaker_id`, in track order: a participant who
-    rejoined has several files and stays one speaker) and each track's speaker id."""
-    speakers: dict[str, MapSpeaker] = {}
-    of_track: dict[str, str] = {}
-    for track in usable:
-        ident = speaker_id(track.name, track.email)
-        speakers.setdefault(ident, MapSpeaker(id=ident, name=track.name, email=track.email))
-        of_track[track.file_id] = ident
-    return list(speakers.values()), of_track
-
-
 def compact_merge(
     sources: list[TrackSource],
     speakers: list[MapSpeaker],
@@ -354,7 +342,7 @@ def _merge_compact(
     """Speech of every track, once, in meeting order, in one mono file (services.merger.compact);
     any number of speakers."""
     started = time.monotonic()
-    speakers, of_track = map_speakers(usable)
+    speakers, of_track = map_speakers((t.file_id, t.name, t.email) for t in usable)
     outcome, detected = compact_merge(
         _sources(deps, usable),
         speakers,

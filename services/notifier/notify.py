@@ -481,7 +481,7 @@ def _give_speakers(
     The summary is requested after this step, so it is written with the speakers' names.
     Returns None when the notes may go on, else what was done."""
     uuid = recording.meeting_uuid
-    now = iso_now(deps)
+    now = iso(deps.clock())
     if not recording.speakers_sent_at:
         deps.speech.put_speaker_events(conversation_id, speaker_events(segment_map))
         try:
@@ -523,10 +523,6 @@ def _give_speakers(
     deps.notify_queue.send(NotifyRequest(meeting_uuid=uuid), delay_seconds=delay)
     logger.info("speakers not applied yet; looking again later", delay_seconds=delay)
     return "waiting for speakers"
-
-
-def iso_now(deps: NotifierDeps) -> str:
-    return iso(deps.clock())
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,7 @@ def stored_insights(stack: LocalStack, key: str | None) -> dict[str, Any]:
 
 def billed_ratio(stack: LocalStack, meeting: SyntheticMeeting, conversation: str | None) -> float:
     assert conversation
-    starts = [p.audio.recording_start for p in meeting.participants]
-    ends = [p.audio.recording_end for p in meeting.participants]
-    return stack.symbl.billed_seconds(conversation) / (max(ends) - min(starts)).total_seconds()
+    return stack.symbl.billed_seconds(conversation) / meeting.span_seconds
 
 
 def test_one_compact_meeting_end_to_end(local_stack: LocalStack) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -246,6 +245,16 @@ def attribute_words(
     ]
 
 
-def dumps_events(segment_map: SegmentMap) -> str:
-    """The whole request body, as sent."""
-    return json.dumps({"speakerEvents": speaker_events(segment_map)}, separators=(",", ":"))
+def map_speakers(
+    tracks: Iterable[tuple[str, str, str | None]],
+) -> tuple[list[MapSpeaker], dict[str, str]]:
+    """The map's speakers from participant tracks given as (key, name, email): one per
+    `speaker_id`, in track order (a participant who rejoined has several tracks and stays one
+    speaker), and each track's speaker id."""
+    speakers: dict[str, MapSpeaker] = {}
+    of_track: dict[str, str] = {}
+    for key, name, email in tracks:
+        ident = speaker_id(name, email)
+        speakers.setdefault(ident, MapSpeaker(id=ident, name=name, email=email))
+        of_track[key] = ident
+    return list(speakers.values()), of_track
