@@ -62,8 +62,6 @@ COPY services/${SERVICE}/ ${LAMBDA_TASK_ROOT}/services/${SERVICE}/
 
 # The default handler of each image (module.function under LAMBDA_TASK_ROOT).
 FROM code AS handler-webhook
-# The insights page renders with the notifier's templates and document reader.
-COPY services/notifier/ ${LAMBDA_TASK_ROOT}/services/notifier/
 CMD ["services.webhook.handler.lambda_handler"]
 
 FROM code AS handler-merger

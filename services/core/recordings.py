@@ -3,7 +3,7 @@ updates so that a duplicate or late message is a harmless no-op.
 
 Key: `meeting_uuid`, Zoom's meeting-instance UUID exactly as Zoom sent it (never sanitised, so two
 UUIDs can never collide). Indexes: `by-state` (state, state_since) lists a state oldest first;
-`by-symbl-job` (symbl_job_id) finds the meeting a Symbl callback is about. `expires_at` (epoch
+`by-job` (job_id) finds the meeting a provider's job is about. `expires_at` (epoch
 seconds) is the TTL attribute, pushed forward on every transition.
 """
 
@@ -24,7 +24,7 @@ from services.core.errors import NotFound, PermanentError, StateConflict
 from services.core.settings import CoreSettings
 
 STATE_INDEX = "by-state"
-SYMBL_JOB_INDEX = "by-symbl-job"
+JOB_INDEX = "by-job"
 TTL_ATTRIBUTE = "expires_at"
 
 
@@ -132,8 +132,14 @@ class Recording(_Item):
     speakers_sent_at: str | None = None
     speakers_confirmed_at: str | None = None
     diarization: bool = False
-    symbl_job_id: str | None = None
-    symbl_conversation_id: str | None = None
+    # The speech job: which provider runs it ("symbl", "aws"), its id with that provider, and
+    # where its results are read (Symbl's conversation id, the Transcribe transcript's key).
+    speech_provider: str | None = None
+    # Speech jobs ever recorded for the meeting: a job's number (in a Transcribe job name) is
+    # never reused, even after a replay resets the attempts.
+    speech_jobs: int = 0
+    job_id: str | None = None
+    conversation_id: str | None = None
     callback_secret_digest: str | None = None
     submit_claim: str | None = None
     submitted_at: str | None = None
@@ -390,11 +396,11 @@ class RecordingStore:
                 if limit is not None and seen >= limit:
                     return
 
-    def find_by_symbl_job(self, job_id: str) -> Recording | None:
+    def find_by_job(self, job_id: str) -> Recording | None:
         response = self.client.query(
             TableName=self.table_name,
-            IndexName=SYMBL_JOB_INDEX,
-            KeyConditionExpression="symbl_job_id = :j",
+            IndexName=JOB_INDEX,
+            KeyConditionExpression="job_id = :j",
             ExpressionAttributeValues={":j": {"S": job_id}},
             Limit=2,
         )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.errors import ConfigurationError
@@ -34,17 +34,53 @@ class CoreSettings(BaseSettings):
     log_level: str = "INFO"
 
 
-class SymblSettings(BaseSettings):
-    """Where the speech-analytics API lives; the secret is `{"app_id", "app_secret"}`."""
+# A Transcribe job name: 1-200 of [0-9a-zA-Z._-]; ours are `<stack_name>-<64 hex>-<attempt>`.
+_STACK_NAME = r"^[0-9a-zA-Z._-]{1,120}$"
+
+
+class SpeechSettings(BaseSettings):
+    """Which speech-analytics provider runs the jobs, and how each is reached.
+
+    `speech_provider` "symbl": Symbl's API; the secret is `{"app_id", "app_secret"}` and is
+    required. "aws": Amazon Transcribe and Bedrock in the deployment's own account, with the
+    functions' IAM roles (no secret).
+    """
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
+    speech_provider: Literal["symbl", "aws"] = "symbl"
     symbl_api_base_url: str = "https://api.symbl.ai"
-    symbl_credentials_secret_arn: str = Field(min_length=1)
+    symbl_credentials_secret_arn: str = ""
     # Each request waits at most this long to connect and again to read; retries of idempotent
     # requests (and of a submission that provably never left) stop once the budget is spent.
     symbl_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     symbl_retry_budget_seconds: float = Field(default=10.0, ge=0, le=120)
+
+    # The AWS provider. Transcribe job names start with the stack's name, which the
+    # EventBridge rule and the IAM policies match on (`<stack_name>-*`).
+    stack_name: str = Field(default="zoom-insights", pattern=_STACK_NAME)
+    transcribe_language_code: str = Field(default="en-US", pattern=r"^[a-z]{2,3}-[A-Z]{2}$")
+    # The transcripts Transcribe writes to the media bucket are encrypted with this KMS key;
+    # empty: the bucket's default encryption.
+    transcript_kms_key_arn: str = ""
+    # A Bedrock model (or inference profile) that supports forced tool use; its context window
+    # and the most output tokens asked per call. Defaults: Amazon Nova Lite (300K / 5K).
+    bedrock_model_id: str = Field(default="amazon.nova-lite-v1:0", min_length=1)
+    bedrock_context_tokens: int = Field(default=300_000, ge=2_000)
+    bedrock_max_output_tokens: int = Field(default=4_096, ge=256, le=64_000)
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> SpeechSettings:
+        if self.speech_provider == "symbl" and not self.symbl_credentials_secret_arn:
+            raise ValueError("SYMBL_CREDENTIALS_SECRET_ARN is required with SPEECH_PROVIDER=symbl")
+        if self.bedrock_max_output_tokens * 2 > self.bedrock_context_tokens:
+            raise ValueError("BEDROCK_MAX_OUTPUT_TOKENS must be at most half the context window")
+        return self
+
+    @property
+    def provider_secret_arns(self) -> tuple[str, ...]:
+        """The secrets the chosen provider needs before it can be called."""
+        return (self.symbl_credentials_secret_arn,) if self.speech_provider == "symbl" else ()
 
     def symbl_worst_case_seconds(self, requests_made: int) -> float:
         """The longest `requests_made` Symbl calls can take, retries and one token fetch
@@ -65,7 +101,7 @@ class InsightsPageSettings(BaseSettings):
     insights_link_lifetime_days: int = Field(default=30, ge=1, le=365)
 
 
-class WebhookSettings(CoreSettings, SymblSettings, InsightsPageSettings):
+class WebhookSettings(CoreSettings, SpeechSettings, InsightsPageSettings):
     """The HTTP entry: Zoom webhook intake and the Symbl job callback."""
 
     merge_queue_url: str = Field(min_length=1)
@@ -81,7 +117,7 @@ class WebhookSettings(CoreSettings, SymblSettings, InsightsPageSettings):
     submit_queue_url: str = Field(min_length=1)
     notify_queue_url: str = Field(min_length=1)
     pump_function_name: str = Field(min_length=1)
-    symbl_job_attempts: int = Field(default=2, ge=1, le=5)
+    speech_job_attempts: int = Field(default=2, ge=1, le=5)
 
 
 class ZoomApiSettings(BaseSettings):
@@ -216,7 +252,7 @@ class MergerSettings(CoreSettings, ZoomApiSettings):
         return int(floor + self.merge_lease_media_factor * meeting_seconds)
 
 
-class SubmitterSettings(CoreSettings, SymblSettings):
+class SubmitterSettings(CoreSettings, SpeechSettings):
     """The pump: Symbl submissions under the account's concurrent-job limit."""
 
     slots_table: str = Field(min_length=3)
@@ -225,9 +261,20 @@ class SubmitterSettings(CoreSettings, SymblSettings):
     # asks once after recording and settles the job itself, which needs these two.
     notify_queue_url: str = Field(min_length=1)
     pump_function_name: str = Field(min_length=1)
-    symbl_job_attempts: int = Field(default=2, ge=1, le=5)
+    speech_job_attempts: int = Field(default=2, ge=1, le=5)
     media_bucket: str = Field(min_length=3)
+    # One slot pool per provider, each with its limit: Symbl's account ceiling, Transcribe's
+    # concurrent-job quota (an account setting, 250 by default, shared with anything else in
+    # the account and Region: leave room).
     symbl_concurrency_limit: int = Field(default=50, ge=1)
+    transcribe_concurrency_limit: int = Field(default=100, ge=1)
+
+    @property
+    def concurrency_limit(self) -> int:
+        if self.speech_provider == "aws":
+            return self.transcribe_concurrency_limit
+        return self.symbl_concurrency_limit
+
     # Public base URL of the HTTP API; Symbl posts job status to <base>/symbl/callback/<secret>.
     callback_base_url: str = Field(min_length=1)
     # Symbl downloads the merged file from this presigned URL; long enough for a queued job.
@@ -235,7 +282,7 @@ class SubmitterSettings(CoreSettings, SymblSettings):
     claim_lease_seconds: int = Field(default=120, ge=10)
     # A job's deadline: base + factor x the media's length. Its slot lease ends then; the
     # reconciler asks once more and, if the job still runs, counts a failed attempt (resubmit,
-    # or FAILED once `symbl_job_attempts` are spent) and frees the slot. A submission whose
+    # or FAILED once `speech_job_attempts` are spent) and frees the slot. A submission whose
     # outcome is unknown (no answer after it was sent) holds its slot as long, so the count
     # covers a job Symbl may be running, before it is submitted again.
     job_deadline_base_seconds: int = Field(default=3600, ge=1)
@@ -282,6 +329,21 @@ class ReconcilerSettings(SubmitterSettings):
     operator_topic_arn: str = Field(min_length=1)
 
 
+class JobEventsSettings(CoreSettings, SpeechSettings):
+    """Transcribe's "Transcribe Job State Change" events (EventBridge rule -> SQS -> Lambda):
+    each is confirmed with GetTranscriptionJob and settled as a Symbl callback is."""
+
+    slots_table: str = Field(min_length=3)
+    submit_queue_url: str = Field(min_length=1)
+    notify_queue_url: str = Field(min_length=1)
+    pump_function_name: str = Field(min_length=1)
+    speech_job_attempts: int = Field(default=2, ge=1, le=5)
+    job_events_queue_url: str = Field(min_length=1)
+    max_receive_count: int = Field(
+        default=5, ge=1, description="the job-events queue's redrive limit"
+    )
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
@@ -314,7 +376,7 @@ def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-class NotifierSettings(CoreSettings, SymblSettings, InsightsPageSettings):
+class NotifierSettings(CoreSettings, SpeechSettings, InsightsPageSettings):
     """Fetch a meeting's insights into S3 and email its host a summary, exactly once."""
 
     notify_queue_url: str = Field(min_length=1)

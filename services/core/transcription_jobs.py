@@ -1,4 +1,5 @@
-"""What happens when a Symbl job ends, whoever learns of it first: the callback or the reconciler.
+"""What happens when a speech job ends, whoever learns of it first: the provider's callback or
+event, the pump, or the reconciler.
 
 `settle_job` is idempotent: the transitions are conditional, releasing a slot twice is harmless,
 and a job already settled changes nothing.
@@ -19,7 +20,7 @@ from services.core.pump import PumpNudger
 from services.core.queues import NotifyRequest, SubmitRequest
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.slots import SlotPool
-from services.core.symbl import JobStatus, SpeechAnalytics
+from services.core.speech.provider import PROVIDER_LABELS, JobStatus, SpeechAnalytics
 
 STAGE = "transcribe"
 
@@ -69,7 +70,7 @@ class JobDeps:
 
 def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
     """Apply a confirmed job status to its meeting. Returns what was done (for logs and tests)."""
-    job_id = recording.symbl_job_id
+    job_id = recording.job_id
     if job_id is None:
         return "no job"
     if not status.terminal:
@@ -79,9 +80,9 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
         deps.slots.release_job(job_id)
         return "already settled"
     if status == JobStatus.COMPLETED:
-        # Symbl no longer counts the job, so its slot goes back first and the pump starts on the
-        # next meeting while this one is recorded. Should the write below fail, the meeting stays
-        # SUBMITTED and the reconciler settles it; the slot is not held meanwhile.
+        # The provider no longer counts the job, so its slot goes back first and the pump starts
+        # on the next meeting while this one is recorded. Should the write below fail, the
+        # meeting stays SUBMITTED and the reconciler settles it; the slot is not held meanwhile.
         deps.slots.release_job(job_id)
         deps.pump.nudge("slot freed")
         try:
@@ -89,15 +90,17 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
                 recording.meeting_uuid,
                 State.SUBMITTED,
                 State.TRANSCRIBED,
-                only_if={"symbl_job_id": job_id},
+                only_if={"job_id": job_id},
             )
         except StateConflict:
             return "already settled"
         deps.notify_queue.send(NotifyRequest(meeting_uuid=recording.meeting_uuid))
         logger.info("transcribed", job_id=job_id)
         return "transcribed"
-    record_metric("SymblJobsFailed")
-    return fail_attempt(recording, f"Symbl job {job_id} failed", deps)
+    record_metric("SpeechJobsFailed")
+    return fail_attempt(
+        recording, f"{PROVIDER_LABELS[deps.speech.provider]} job {job_id} failed", deps
+    )
 
 
 def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
@@ -106,7 +109,7 @@ def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
     remain, else it ends FAILED with the reason. Its slot is freed either way. Conditional on
     the meeting still being SUBMITTED with this job, so a late or repeated verdict is a no-op.
     """
-    job_id = recording.symbl_job_id
+    job_id = recording.job_id
     if job_id is None:
         return "no job"
     attempts = recording.attempts.get(STAGE, 0)
@@ -117,12 +120,12 @@ def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
                 State.SUBMITTED,
                 State.MERGED,
                 updates={
-                    "symbl_job_id": None,
-                    "symbl_conversation_id": None,
+                    "job_id": None,
+                    "conversation_id": None,
                     "callback_secret_digest": None,  # the next submission gets its own
                     "last_error": reason,
                 },
-                only_if={"symbl_job_id": job_id},
+                only_if={"job_id": job_id},
             )
             outcome = "resubmitted"
         else:
@@ -131,7 +134,7 @@ def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
                 State.SUBMITTED,
                 stage=STAGE,
                 reason=f"transcription failed {attempts} times; last: {reason}",
-                only_if={"symbl_job_id": job_id},
+                only_if={"job_id": job_id},
             )
             outcome = "failed"
     except StateConflict:

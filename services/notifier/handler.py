@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from services.core import aws
+from services.core.insights.render import render_email
 from services.core.links import checked_signing_key
 from services.core.observability import logger, metrics
 from services.core.queues import NotifyRequest, QueueSender
 from services.core.recordings import RecordingStore
 from services.core.secrets import SECRET_WAIT_SECONDS, SecretCache, waiting_for_secrets
 from services.core.settings import NotifierSettings, cached_settings
+from services.core.speech.providers import speech_provider
+from services.core.speech.symbl_provider import SymblWaits
 from services.core.sqs_consumer import consume_stage_batch
-from services.core.symbl import symbl_client
 from services.notifier.notify import NotifierDeps, SesMailer, give_up, notify_meeting
-from services.notifier.render import render_email
 
 _deps: NotifierDeps | None = None
 _secrets = SecretCache()
@@ -34,7 +35,17 @@ def build_deps(settings: NotifierSettings, secrets: SecretCache | None = None) -
     return NotifierDeps(
         settings=settings,
         store=RecordingStore.from_settings(settings),
-        speech=symbl_client(settings, secrets),
+        speech=speech_provider(
+            settings,
+            secrets,
+            media_bucket=settings.media_bucket,
+            waits=SymblWaits(
+                speaker_retry_seconds=settings.speaker_retry_seconds,
+                speaker_max_checks=settings.speaker_max_checks,
+                summary_retry_seconds=settings.summary_retry_seconds,
+                summary_max_checks=settings.summary_max_checks,
+            ),
+        ),
         s3=aws.client("s3"),
         mailer=SesMailer(),
         render=render_email,
@@ -66,7 +77,7 @@ def handle_batch(event: dict[str, Any], deps: NotifierDeps) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _deps
     settings = cached_settings(NotifierSettings)
-    needed = (settings.symbl_credentials_secret_arn, settings.link_signing_key_secret_arn)
+    needed = (*settings.provider_secret_arns, settings.link_signing_key_secret_arn)
     if waiting_for_secrets(_secrets, needed):
         return QueueSender(settings.notify_queue_url).defer_batch(event, SECRET_WAIT_SECONDS)
     if _deps is None:

@@ -1,15 +1,11 @@
 """The notify stage: a TRANSCRIBED meeting's insights go to S3 and its host gets one email.
 
-Flow: skip rules (topic marker, opted-out host) → TRANSCRIBED → SKIPPED; otherwise ask the
-provider to generate the summary (once per meeting), fetch the insights, store them, render the
-email, then claim the send with the conditional TRANSCRIBED → NOTIFYING, send through SES, and
-record NOTIFYING → NOTIFIED with SES's message id.
-
-The summary never blocks the email. Symbl writes none for a conversation under about 50 words or
-3 sentences, and answers 404 while it is still writing one. A conversation that short is sent
-at once without a summary; a longer one is looked at again later (a delayed request, which uses
-no SQS receive) at most `summary_max_checks` times, then sent without it. Either way the email
-and the insights page say that no summary was generated, and why.
+Flow: skip rules (topic marker, opted-out host) → TRANSCRIBED → SKIPPED; otherwise the speech
+provider (`services.core.speech.provider`) is asked for the meeting's insights, which may take
+it several deliveries (it answers `Wait`: the request comes back later, delayed, using no SQS
+receive); the document is stored, the email rendered, then the send is claimed with the
+conditional TRANSCRIBED → NOTIFYING, sent through SES, and NOTIFYING → NOTIFIED is recorded with
+SES's message id.
 
 Exactly one email, or at most one when a crash or an unclear answer leaves doubt:
 - Everything before the claim is repeatable (same S3 key, an equivalent email), so duplicate
@@ -67,29 +63,19 @@ from botocore.exceptions import (
 
 from services.core import aws
 from services.core.errors import InsightsError, PermanentError, StateConflict, TransientError
+from services.core.insights.document import InsightsDocument, store_insights
 from services.core.intake import MessageSender
 from services.core.links import make_page_token
 from services.core.observability import MetricUnit, logger, mask_email, record_metric
 from services.core.queues import NotifyRequest
 from services.core.recordings import Recording, RecordingStore, State, iso, utcnow
 from services.core.settings import NotifierSettings
-from services.core.speech.segment_map import SegmentMap, load_segment_map, speaker_events
-from services.core.symbl import SpeechAnalytics
-from services.notifier.insights import (
-    InsightsDocument,
-    SummaryMissing,
-    conversation_too_short,
-    fetch_summary,
-    gather_insights,
-    store_insights,
-)
+from services.core.speech.provider import Insights, InsightsRequest, SpeechAnalytics, Wait
+from services.core.speech.segment_map import SegmentMap, load_segment_map
 
 STAGE = "notify"
 EMAIL_IN_DOUBT = "unknown (sent before a crash)"
 SEND_SETTLE_SECONDS = 120
-SUMMARY_WAIT = "summary_wait"  # attempts counter: summary checks that found it not ready
-SUMMARY_REQUESTED = "summary_requested"  # attempts counter: summary generations requested
-SPEAKER_WAIT = "speaker_wait"  # attempts counter: transcript checks that lacked the speakers
 FAILURE_NOTICES = "failure_notices"  # attempts counter: operator notices published
 SNS_SUBJECT_CHARS = 99
 
@@ -310,27 +296,28 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
     recipients = recipients_for(recording, settings)
     if not recipients:
         raise PermanentError("nobody to email: the host has no address and no extra recipients")
-    conversation_id = recording.symbl_conversation_id
-    if not conversation_id:
-        raise PermanentError("transcribed meeting has no conversation id")
-    segment_map = _segment_map(recording, deps)
-    if segment_map is not None and segment_map.layout == "compact":
-        waiting = _give_speakers(recording, conversation_id, segment_map, deps)
-        if waiting is not None:
-            return waiting
-    summary = _read_summary(recording, conversation_id, deps)
-    if summary is None:
-        return _wait_for_summary(recording, deps)
-    document = gather_insights(
-        recording,
-        deps.speech,
+    if recording.speech_provider not in (None, deps.speech.provider):
+        raise PermanentError(
+            f"transcribed by {recording.speech_provider}, but this deployment now uses "
+            f"{deps.speech.provider}: replay the meeting to run it again"
+        )
+    request = InsightsRequest(
+        recording=recording,
+        segment_map=_segment_map(recording, deps),
         now=deps.clock(),
-        summary=summary.lines,
         link_lifetime_seconds=link_lifetime_seconds(settings),
-        summary_missing=summary.missing,
-        segment_map=segment_map,
+        progress=MeetingProgress(deps.store, uuid, recording, deps.clock),
     )
+    try:
+        outcome = deps.speech.insights(request)
+    except StateConflict:
+        return "already handled"
+    if isinstance(outcome, Wait):
+        return _wait(recording, outcome, deps)
+    document = outcome.document
+    _record_insights_metrics(outcome)
     key = store_insights(deps.s3, settings.media_bucket, document)
+    _forget_job(recording, deps)
     content = deps.render(document, page_url(settings, uuid, deps.link_key(), deps.clock()))
     email = OutgoingEmail(
         sender=settings.ses_sender,
@@ -457,136 +444,81 @@ def _segment_map(recording: Recording, deps: NotifierDeps) -> SegmentMap | None:
         raise TransientError(f"segment map unreadable: {aws.error_code(e)}") from e
 
 
-def speakers_arrived(messages: dict[str, Any], segment_map: SegmentMap) -> bool:
-    """Whether every message of the transcript names one of the map's speakers (by email, or by
-    name for a speaker without one): the provider has applied the speaker events."""
-    emails = {p.email.casefold() for p in segment_map.speakers if p.email}
-    names = {p.name.casefold() for p in segment_map.speakers}
-    for message in messages.get("messages") or []:
-        person = message.get("from") if isinstance(message, dict) else None
-        person = person if isinstance(person, dict) else {}
-        email = str(person.get("email") or person.get("userId") or "").casefold()
-        name = str(person.get("name") or "").casefold()
-        if not (email in emails or name in names):
-            return False
-    return True
+@dataclass
+class MeetingProgress:
+    """The provider's steps for one meeting, kept on its item (`Progress`): each write is
+    conditional on the meeting still being TRANSCRIBED."""
 
+    store: RecordingStore
+    meeting_uuid: str
+    recording: Recording
+    clock: Callable[[], datetime]
 
-def _give_speakers(
-    recording: Recording, conversation_id: str, segment_map: SegmentMap, deps: NotifierDeps
-) -> str | None:
-    """A compact conversation gets its speakers: send the speaker events (once recorded; the
-    PUT replaces, so a crash before the record only sends them again), then read the transcript
-    until its messages carry them, at most `speaker_max_checks` times, each a delayed request.
-    The summary is requested after this step, so it is written with the speakers' names.
-    Returns None when the notes may go on, else what was done."""
-    uuid = recording.meeting_uuid
-    now = iso(deps.clock())
-    if not recording.speakers_sent_at:
-        deps.speech.put_speaker_events(conversation_id, speaker_events(segment_map))
-        try:
-            recording = deps.store.update_fields(uuid, State.TRANSCRIBED, {"speakers_sent_at": now})
-        except StateConflict:
-            return "already handled"
-        logger.info(
-            "speaker events sent",
-            speakers=len(segment_map.speakers),
-            segments=len(segment_map.segments),
+    def count(self, counter: str) -> int:
+        return self.recording.attempts.get(counter, 0)
+
+    def record(self, counter: str) -> None:
+        self.recording = self.store.update_fields(
+            self.meeting_uuid, State.TRANSCRIBED, {}, count_attempt=counter
         )
-    if recording.speakers_confirmed_at:
-        return None
-    checks = recording.attempts.get(SPEAKER_WAIT, 0)
-    if speakers_arrived(deps.speech.conversation(conversation_id, "messages"), segment_map):
-        try:
-            deps.store.update_fields(uuid, State.TRANSCRIBED, {"speakers_confirmed_at": now})
-        except StateConflict:
-            return "already handled"
-        logger.info("speakers confirmed in the transcript", checks=checks)
-        return None
-    if checks >= deps.settings.speaker_max_checks:
+
+    def stamp(self, field: str) -> None:
+        self.recording = self.store.update_fields(
+            self.meeting_uuid, State.TRANSCRIBED, {field: iso(self.clock())}
+        )
+
+
+def _record_insights_metrics(insights: Insights) -> None:
+    """What producing the notes cost and lacked, once per meeting's notes."""
+    if insights.model_calls:
+        record_metric("ModelCalls", insights.model_calls)
+        record_metric("ModelInputTokens", insights.model_input_tokens)
+        record_metric("ModelOutputTokens", insights.model_output_tokens)
+    document = insights.document
+    if document.sections_missing:
+        record_metric("InsightsSectionsMissing", len(document.sections_missing))
+    if document.summary_missing:
+        record_metric("SummariesMissing")
+    if insights.speakers_unconfirmed:
         record_metric("SpeakersUnconfirmed")
-        logger.warning(
-            "the provider's transcript still lacks the speakers; notes go out with ours",
-            checks=checks,
-        )
-        return None
-    try:
-        deps.store.update_fields(
-            uuid,
-            State.TRANSCRIBED,
-            {"last_error": "speakers not applied yet"},
-            count_attempt=SPEAKER_WAIT,
-        )
-    except StateConflict:
-        return "already handled"
-    delay = deps.settings.speaker_retry_seconds
-    deps.notify_queue.send(NotifyRequest(meeting_uuid=uuid), delay_seconds=delay)
-    logger.info("speakers not applied yet; looking again later", delay_seconds=delay)
-    return "waiting for speakers"
 
 
-@dataclass(frozen=True)
-class SummaryOutcome:
-    lines: list[str]
-    missing: SummaryMissing | None = None
-
-
-def _read_summary(
-    recording: Recording, conversation_id: str, deps: NotifierDeps
-) -> SummaryOutcome | None:
-    """The summary, or why the email goes without one; None while it is worth waiting for."""
-    if not recording.attempts.get(SUMMARY_REQUESTED):
-        _request_summary(recording.meeting_uuid, conversation_id, deps)
-    lines = fetch_summary(deps.speech, conversation_id)
-    if lines:
-        return SummaryOutcome(lines)
-    if conversation_too_short(deps.speech, conversation_id):
-        record_metric("SummariesMissing")
-        logger.info("no summary: the conversation is too short to summarise")
-        return SummaryOutcome([], "too_short")
-    checks = recording.attempts.get(SUMMARY_WAIT, 0)
-    if checks >= deps.settings.summary_max_checks:
-        record_metric("SummariesMissing")
-        logger.warning("no summary after every check; sending without it", checks=checks)
-        return SummaryOutcome([], "not_ready")
-    return None
-
-
-def _request_summary(meeting_uuid: str, conversation_id: str, deps: NotifierDeps) -> None:
-    """Ask the provider to write the summary, once per meeting (the documented way for a job
-    submitted without `enableSummary`). Recorded after the request: a crash in between only
-    asks again, which rewrites the same summary."""
-    if not deps.speech.refresh_summary(conversation_id):
-        logger.warning("summary generation refused; reading whatever summary exists")
-    try:
-        deps.store.update_fields(
-            meeting_uuid, State.TRANSCRIBED, {}, count_attempt=SUMMARY_REQUESTED
-        )
-    except StateConflict:
-        logger.info("meeting moved on while its summary was requested")
-
-
-def _wait_for_summary(recording: Recording, deps: NotifierDeps) -> str:
-    """The summary is not written yet: ask again later with a fresh, delayed request.
+def _wait(recording: Recording, wait: Wait, deps: NotifierDeps) -> str:
+    """The provider is not ready: ask again later with a fresh, delayed request.
 
     A delayed message instead of a failed one, so that waiting does not use up the message's
-    receive count (which would end the meeting FAILED); the item counts the checks instead, and
-    `_read_summary` stops waiting once `summary_max_checks` are spent.
+    receive count (which would end the meeting FAILED); the item counts the waits instead, and
+    the provider stops waiting once it has counted enough.
     """
     try:
         updated = deps.store.update_fields(
             recording.meeting_uuid,
             State.TRANSCRIBED,
-            {"last_error": "summary not ready yet"},
-            count_attempt=SUMMARY_WAIT,
+            {"last_error": wait.reason},
+            count_attempt=wait.counter,
         )
     except StateConflict:
         return "already handled"
-    checks = updated.attempts.get(SUMMARY_WAIT, 0)
-    delay = deps.settings.summary_retry_seconds
-    deps.notify_queue.send(NotifyRequest(meeting_uuid=recording.meeting_uuid), delay_seconds=delay)
-    logger.info("summary not ready; looking again later", delay_seconds=delay, checks=checks)
-    return "waiting for summary"
+    deps.notify_queue.send(
+        NotifyRequest(meeting_uuid=recording.meeting_uuid), delay_seconds=wait.delay_seconds
+    )
+    logger.info(
+        "insights not ready; looking again later",
+        reason=wait.reason,
+        delay_seconds=wait.delay_seconds,
+        checks=updated.attempts.get(wait.counter, 0),
+    )
+    return f"waiting: {wait.reason}"
+
+
+def _forget_job(recording: Recording, deps: NotifierDeps) -> None:
+    """The insights are stored: the provider's record of the job is no longer needed. Best
+    effort; the provider expires it on its own (Transcribe after 90 days)."""
+    try:
+        deps.speech.forget(recording)
+    except Exception as e:  # noqa: BLE001 - never worth the email
+        record_metric("SpeechJobsNotDeleted")
+        logger.warning("provider job not deleted", error=str(e))
 
 
 def give_up(meeting_uuid: str, reason: str, deps: NotifierDeps) -> None:

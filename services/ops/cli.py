@@ -2,12 +2,13 @@
 
   status [UUID]             meetings, their states and timings (one meeting: its history)
   replay UUID               send a FAILED meeting back to the stage it failed in
-  redrive QUEUE             move a dead-letter queue's messages back (merge, submit, notify)
+  redrive QUEUE             move a dead-letter queue's messages back (merge, submit, notify,
+                            job-events)
   backfill --from --to      feed in a user's recordings between two dates (--user, default
                             "me"), as if their webhooks had come, a month at a time (Zoom
                             lists one month per request); meetings already known are skipped
-  slots                     the Symbl slot pool: holders (claim or job, meeting, time left),
-                            limit, in use, and the back-off after a surprise 429
+  slots                     the speech provider's slot pool: holders (claim or job, meeting,
+                            time left), limit, in use, and the back-off after a surprise 429
   fail UUID --reason TEXT   end a meeting that is stuck or unwanted: any state before
                             NOTIFYING goes to FAILED (stage "operator"), its slot is freed;
                             the reconciler announces it to the operators like any failure
@@ -24,7 +25,7 @@ import argparse
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import TextIO, TypeVar
+from typing import Literal, TextIO, TypeVar
 
 from pydantic import Field
 
@@ -59,6 +60,8 @@ class OpsSettings(CoreSettings):
     merge_queue_url: str = Field(min_length=1)
     submit_queue_url: str = Field(min_length=1)
     notify_queue_url: str = Field(min_length=1)
+    # The AWS provider's Transcribe events; needed only to redrive its DLQ.
+    job_events_queue_url: str = ""
 
 
 class BackfillSettings(OpsSettings, ZoomApiSettings):
@@ -67,7 +70,18 @@ class BackfillSettings(OpsSettings, ZoomApiSettings):
 
 class SlotOpsSettings(OpsSettings):
     slots_table: str = Field(min_length=3)
+    speech_provider: Literal["symbl", "aws"] = "symbl"
     symbl_concurrency_limit: int = Field(default=50, ge=1)
+    transcribe_concurrency_limit: int = Field(default=100, ge=1)
+
+    def pool(self) -> SlotPool:
+        """The running provider's pool (each provider has its own, with its own limit)."""
+        limit = (
+            self.transcribe_concurrency_limit
+            if self.speech_provider == "aws"
+            else self.symbl_concurrency_limit
+        )
+        return SlotPool(self.slots_table, limit, key=self.speech_provider)
 
 
 OPERATOR_STAGE = "operator"
@@ -145,6 +159,8 @@ def status_detail(recording: Recording, now: datetime) -> list[str]:
         if recording.segment_map_key:
             audio += f"; map {recording.segment_map_key}"
         lines.append(audio)
+    if recording.job_id:
+        lines.append(f"job      {recording.speech_provider or 'symbl'} {recording.job_id}")
     if recording.speakers_sent_at:
         confirmed = recording.speakers_confirmed_at or "not confirmed yet"
         lines.append(f"speaker events sent {recording.speakers_sent_at}; seen {confirmed}")
@@ -224,7 +240,8 @@ def fail_meeting(store: RecordingStore, slots: SlotPool, uuid: str, reason: str)
 
     Conditional on the state (and the stay in it) read first, so a stage that moves the meeting
     on meanwhile wins and nothing is changed. The freed slot may still have a job running at
-    Symbl until it ends; should Symbl refuse a submission for it (429), the pool backs off.
+    the provider until it ends; should the provider refuse a submission for it, the pool backs
+    off.
     The reconciler's sweep announces the failure; `replay` starts the meeting over from the
     merge.
     """
@@ -253,8 +270,8 @@ def fail_meeting(store: RecordingStore, slots: SlotPool, uuid: str, reason: str)
     holders = {lease.holder for lease in slots.view().leases if lease.meeting_uuid == uuid}
     if recording.submit_claim:
         holders.add(recording.submit_claim)
-    if recording.symbl_job_id:
-        holders.add(JOB_PREFIX + recording.symbl_job_id)
+    if recording.job_id:
+        holders.add(JOB_PREFIX + recording.job_id)
     slots.release_many(sorted(holders))
     freed = f"; slot freed ({', '.join(sorted(holders))})" if holders else ""
     return f"{uuid}: {state.value} -> FAILED (stage {OPERATOR_STAGE}){freed}"
@@ -346,7 +363,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     status.add_argument("--state", choices=[s.value for s in State], help="only this state")
     commands.add_parser("replay", help="retry a FAILED meeting").add_argument("uuid")
     commands.add_parser("redrive", help="move a DLQ back").add_argument(
-        "queue", choices=["merge", "submit", "notify"]
+        "queue", choices=["merge", "submit", "notify", "job-events"]
     )
     fill = commands.add_parser("backfill", help="feed in past recordings")
     fill.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
@@ -356,7 +373,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="me",
         help="Zoom user (id or email) whose recordings to list; default: the app's own user",
     )
-    commands.add_parser("slots", help="the Symbl slot pool: holders, limit, back-off")
+    commands.add_parser("slots", help="the provider's slot pool: holders, limit, back-off")
     fail = commands.add_parser("fail", help="end a meeting FAILED by hand (before NOTIFYING)")
     fail.add_argument("uuid")
     fail.add_argument("--reason", required=True, help="why, for the operators' notice")
@@ -385,12 +402,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         elif args.command == "replay":
             out.write(replay(store, _queues(settings), args.uuid) + "\n")
         elif args.command == "redrive":
-            url = getattr(settings, f"{args.queue}_queue_url")
+            url = getattr(settings, f"{args.queue.replace('-', '_')}_queue_url")
+            if not url:
+                raise ConfigurationError(
+                    f"{args.queue.upper().replace('-', '_')}_QUEUE_URL is not set"
+                )
             moved = redrive(url, url + "-dlq")
             out.write(f"{moved} message(s) moved from {args.queue}-dlq back to {args.queue}\n")
         elif args.command in ("slots", "fail"):
             assert isinstance(settings, SlotOpsSettings)
-            pool = SlotPool(settings.slots_table, settings.symbl_concurrency_limit)
+            pool = settings.pool()
             if args.command == "slots":
                 lines = slots_report(pool.view(), now.timestamp())
                 out.write("\n".join(lines) + "\n")

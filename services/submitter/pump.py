@@ -1,4 +1,4 @@
-"""The pump: keeps Symbl exactly as busy as the account allows, never busier.
+"""The pump: keeps the speech provider exactly as busy as the account allows, never busier.
 
 Loop: acquire a slot, then receive one submit request, submit it, record the job, delete the
 message (while many slots are free, a batch of them at a time, submitted concurrently). Without a
@@ -14,23 +14,24 @@ import enum
 import time
 from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.core.errors import InsightsError, PermanentError, StateConflict, TransientError
-from services.core.observability import logger, record_metric
+from services.core.observability import MetricUnit, logger, record_metric
 from services.core.queues import SubmitRequest, parse_message
 from services.core.recordings import Recording, RecordingStore, State, iso, utcnow
 from services.core.settings import SubmitterSettings
 from services.core.slots import SlotPool
-from services.core.symbl import (
-    AudioSubmission,
+from services.core.speech.provider import (
+    PROVIDER_LABELS,
     ConcurrencyLimitReached,
     OutcomeUnknown,
     Speaker,
     SpeechAnalytics,
+    SpeechJob,
     SubmittedJob,
 )
 from services.core.transcription_jobs import (
@@ -83,20 +84,25 @@ def callback_url(settings: SubmitterSettings, secret: str) -> str:
     return f"{settings.callback_base_url.rstrip('/')}/symbl/callback/{secret}"
 
 
-def build_submission(recording: Recording, url: str, webhook_url: str) -> AudioSubmission:
-    """A compact file as plain mono (its speakers follow as speaker events once the job is
-    done), per-channel recognition with one speaker per channel, or diarization of the mixed
-    recording."""
-    name = recording.topic or recording.meeting_uuid
+def build_submission(recording: Recording, url: str, callback: str, bucket: str) -> SpeechJob:
+    """A compact file as plain mono (its speakers come from its segment map), per-channel
+    recognition with one speaker per channel, or diarization of the mixed recording."""
+    base = SpeechJob(
+        meeting_uuid=recording.meeting_uuid,
+        # The job about to be made: its number is never reused (a replay resets the attempts,
+        # but the provider may keep an old job's name), and a retried submission of the same
+        # job, never recorded, gets the same number again.
+        attempt=recording.speech_jobs + 1,
+        name=recording.topic or recording.meeting_uuid,
+        media_bucket=bucket,
+        media_key=recording.merged_key or "",
+        media_url=url,
+        callback_url=callback,
+    )
     if recording.audio_layout == "compact":
-        return AudioSubmission(url=url, name=name, webhook_url=webhook_url, diarize=False)
+        return replace(base, diarize=False)
     if recording.diarization or not recording.channel_map:
-        return AudioSubmission(
-            url=url,
-            name=name,
-            webhook_url=webhook_url,
-            diarization_speakers=recording.participant_count,
-        )
+        return replace(base, diarization_speakers=recording.participant_count)
     speakers = []
     for entry in sorted(recording.channel_map, key=lambda e: int(e["channel"])):
         people = entry.get("speakers", [])
@@ -104,7 +110,14 @@ def build_submission(recording: Recording, url: str, webhook_url: str) -> AudioS
             speakers.append(Speaker(name=people[0]["name"], email=people[0].get("email")))
         else:
             speakers.append(Speaker(name=", ".join(p["name"] for p in people)))
-    return AudioSubmission(url=url, name=name, webhook_url=webhook_url, channels=tuple(speakers))
+    return replace(base, channels=tuple(speakers))
+
+
+def billed_audio_seconds(job: SpeechJob, media_seconds: float, provider: str) -> float:
+    """What the job bills: Symbl counts every channel of a multichannel file; a mono file (and
+    Transcribe's two channels) bill the file's length once."""
+    channels = len(job.channels) if job.channels and provider == "symbl" else 1
+    return media_seconds * channels
 
 
 def _receive(deps: PumpDeps, count: int) -> list[dict[str, Any]]:
@@ -200,7 +213,9 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
             State.SUBMITTING,
             stage=STAGE,
             reason=(
-                f"meeting audio is {recording.merged_seconds:.0f} s; Symbl takes at most "
+                f"meeting audio is {recording.merged_seconds:.0f} s; "
+                f"{PROVIDER_LABELS[deps.speech.provider]} "
+                "takes at most "
                 f"{deps.settings.max_media_seconds} s per file and split submission is not built"
             ),
         )
@@ -208,19 +223,26 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
         deps.slots.release(claim)
         return Result(Outcome.FAILED, uuid)
     submission = build_submission(
-        recording, _presign(deps, recording.merged_key or ""), callback_url(deps.settings, secret)
+        recording,
+        _presign(deps, recording.merged_key or ""),
+        callback_url(deps.settings, secret),
+        deps.settings.media_bucket,
     )
     try:
-        job = deps.speech.submit_audio_url(submission)
+        job = deps.speech.submit(submission)
     except ConcurrencyLimitReached:
         # Our count said a slot was free, so someone else is using the account. Waiting, not
         # failing: no attempt is counted.
-        record_metric("Symbl429s")
+        record_metric("SpeechLimitRefusals")
         backoff = deps.slots.back_off()
-        _revert(deps, uuid, "Symbl concurrency limit reached (429)")
+        _revert(deps, uuid, f"{PROVIDER_LABELS[deps.speech.provider]} concurrency limit reached")
         deps.slots.release(claim)
         _requeue(deps, message, uuid, int(backoff) + 1)
-        logger.warning("Symbl refused a job our count allowed; backing off", seconds=backoff)
+        logger.warning(
+            "the provider refused a job our count allowed; backing off",
+            provider=deps.speech.provider,
+            seconds=backoff,
+        )
         return Result(Outcome.DEFERRED, uuid, stop="429")
     except OutcomeUnknown as e:
         return _outcome_unknown(deps, claim, message, recording, str(e))
@@ -233,9 +255,15 @@ def submit_one(deps: PumpDeps, claim: str, message: dict[str, Any]) -> Result:
         return Result(Outcome.FAILED, uuid)
     recording = _record_job(deps, claim, recording, job)
     _delete(deps, message)
-    record_metric("SymblSubmits")
+    record_metric("SpeechSubmits")
+    record_metric(
+        "SpeechAudioSeconds",
+        billed_audio_seconds(submission, recording.merged_seconds or 0.0, deps.speech.provider),
+        MetricUnit.Seconds,
+    )
     logger.info(
-        "submitted to Symbl",
+        "submitted",
+        provider=deps.speech.provider,
         meeting_uuid=uuid,
         job_id=job.job_id,
         channels=len(submission.channels) or 1,
@@ -267,7 +295,11 @@ def _record_job(deps: PumpDeps, claim: str, recording: Recording, job: Submitted
         deps.store.update_fields(
             uuid,
             State.SUBMITTING,
-            {"symbl_job_id": job.job_id, "symbl_conversation_id": job.conversation_id},
+            {
+                "speech_provider": deps.speech.provider,
+                "job_id": job.job_id,
+                "conversation_id": job.conversation_id,
+            },
         )
         raise
     return deps.store.transition(
@@ -275,8 +307,10 @@ def _record_job(deps: PumpDeps, claim: str, recording: Recording, job: Submitted
         State.SUBMITTING,
         State.SUBMITTED,
         updates={
-            "symbl_job_id": job.job_id,
-            "symbl_conversation_id": job.conversation_id,
+            "speech_provider": deps.speech.provider,
+            "speech_jobs": recording.speech_jobs + 1,
+            "job_id": job.job_id,
+            "conversation_id": job.conversation_id,
             "submit_claim": None,
             "submit_outcome_unknown_at": None,
             "submitted_at": iso(utcnow()),
@@ -291,7 +325,8 @@ def _record_job(deps: PumpDeps, claim: str, recording: Recording, job: Submitted
 def _outcome_unknown(
     deps: PumpDeps, claim: str, message: dict[str, Any], recording: Recording, reason: str
 ) -> Result:
-    """The submission was sent and nothing says what came of it: Symbl may be running the job.
+    """The submission was sent and nothing says what came of it: the provider may be running
+    the job.
 
     Never re-sent now. The claim stays as a lease for as long as such a job may run (its
     deadline), so our count still covers it; the meeting stays SUBMITTING with the reason, and
@@ -299,7 +334,7 @@ def _outcome_unknown(
     This is the one window in which a meeting can cost two provider jobs.
     """
     uuid = recording.meeting_uuid
-    record_metric("SymblSubmitOutcomeUnknown")
+    record_metric("SpeechSubmitOutcomeUnknown")
     hold = deps.settings.job_deadline_seconds(recording.merged_seconds)
     deps.slots.hold(claim, lease_seconds=hold, meeting_uuid=uuid)
     deps.store.update_fields(
@@ -340,7 +375,7 @@ def _transient_failure(
     _revert(deps, uuid, reason, count=True)
     delay = min(MAX_DELAY_SECONDS, RETRY_VISIBILITY_SECONDS * 2 ** (attempts - 1))
     _requeue(deps, message, uuid, delay)
-    logger.warning("Symbl submit failed; will retry", error=reason, attempts=attempts)
+    logger.warning("submit failed; will retry", error=reason, attempts=attempts)
     return Result(Outcome.DEFERRED, uuid, stop="transient")
 
 
@@ -351,15 +386,15 @@ def _drop(deps: PumpDeps, claim: str, message: dict[str, Any], uuid: str | None 
 
 
 def _settle_if_already_done(deps: PumpDeps, recording: Recording) -> None:
-    """Close the window between Symbl's 201 and our record of the job: a terminal callback that
-    came in it found no job to settle, so ask once now. A job still running is settled later by
-    its callback (or by the reconciler); one settled meanwhile makes `settle_job` a no-op. Any
-    failure here (a job Symbl does not know yet, an odd answer, a failed write) is left to the
-    reconciler: the submission itself is done."""
-    if not recording.symbl_job_id:
+    """Close the window between the provider's answer and our record of the job: a terminal
+    callback or event that came in it found no job to settle, so ask once now. A job still
+    running is settled later by its callback or event (or by the reconciler); one settled
+    meanwhile makes `settle_job` a no-op. Any failure here (a job the provider does not know
+    yet, an odd answer, a failed write) is left to the reconciler: the submission is done."""
+    if not recording.job_id:
         return
     try:
-        status = deps.speech.job_status(recording.symbl_job_id)
+        status = deps.speech.job_status(recording.job_id)
         if status.terminal:
             settle_job(recording, status, deps.jobs)
     except (InsightsError, ClientError, BotoCoreError) as e:

@@ -1,8 +1,10 @@
 """The reconciler: runs every minute and repairs what a lost message or a dead worker stranded.
 
 - slot leases: a pump's claim past its deadline is freed; a job lease past its deadline makes us
-  ask Symbl, then settle the job as its callback would have (or extend a job still running);
-- SUBMITTED meetings: their job is asked about, in case its callback was lost;
+  ask the provider, then settle the job as its callback or event would have (or extend a job
+  still running);
+- SUBMITTED meetings: their job is asked about, in case its callback or event was lost (Symbl's
+  callbacks and Transcribe's EventBridge events are both best-effort);
 - meetings stuck in RECEIVED, MERGING, MERGED, SUBMITTING or TRANSCRIBED past a deadline get
   their stage's request again (duplicates are harmless: every stage checks the state), or end
   FAILED once they have used up their attempts;
@@ -30,7 +32,7 @@ from services.core.queues import MergeRequest, NotifyRequest, StageMessage, Subm
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import ReconcilerSettings
 from services.core.slots import Lease, SlotPool
-from services.core.symbl import SpeechAnalytics
+from services.core.speech.provider import PROVIDER_LABELS, SpeechAnalytics
 from services.core.transcription_jobs import STAGE as TRANSCRIBE_STAGE
 from services.core.transcription_jobs import JobDeps, fail_attempt, settle_job
 
@@ -122,13 +124,11 @@ def _expired_lease(deps: ReconcilerDeps, lease: Lease, report: ReconcileReport) 
     job_id = lease.job_id
     # The lease names its meeting: read that by key (strongly consistent), not the index.
     recording = (
-        deps.store.get(lease.meeting_uuid)
-        if lease.meeting_uuid
-        else deps.store.find_by_symbl_job(job_id)
+        deps.store.get(lease.meeting_uuid) if lease.meeting_uuid else deps.store.find_by_job(job_id)
     )
     if recording is not None and recording.state == State.SUBMITTING:
         recording = _adopt(deps, recording, job_id, lease.conversation_id, report)
-    if recording is None or recording.symbl_job_id != job_id:
+    if recording is None or recording.job_id != job_id:
         deps.slots.release(lease.holder)
         report.add("orphan job lease released", job_id)
         return
@@ -141,11 +141,18 @@ def _check_job(
     """Ask the provider about a SUBMITTED meeting's job and act on the answer: settle a job that
     ended; a job the provider no longer knows, or one still running past its deadline, spends
     an attempt (resubmitted while attempts remain, else FAILED) and frees its slot."""
-    job_id = recording.symbl_job_id or ""
+    job_id = recording.job_id or ""
+    provider = PROVIDER_LABELS[deps.speech.provider]
+    if recording.speech_provider not in (None, deps.speech.provider):
+        # Submitted before the deployment switched providers: run it again with this one.
+        reason = f"job {job_id} ran on {recording.speech_provider}; this deployment uses {provider}"
+        outcome = fail_attempt(recording, reason, deps.jobs)
+        report.add(f"job of another provider: {outcome}", recording.meeting_uuid)
+        return
     try:
         status = deps.speech.job_status(job_id)
     except NotFound:
-        outcome = fail_attempt(recording, f"Symbl no longer knows job {job_id}", deps.jobs)
+        outcome = fail_attempt(recording, f"{provider} no longer knows job {job_id}", deps.jobs)
         report.add(f"unknown job: {outcome}", recording.meeting_uuid)
         return
     if status.terminal:
@@ -154,10 +161,10 @@ def _check_job(
         return
     if past_deadline:
         limit = deps.settings.job_deadline_seconds(recording.merged_seconds)
-        record_metric("SymblJobsTimedOut")
+        record_metric("SpeechJobsTimedOut")
         outcome = fail_attempt(
             recording,
-            f"Symbl job {job_id} still {status.value} past its deadline ({limit:.0f} s)",
+            f"{provider} job {job_id} still {status.value} past its deadline ({limit:.0f} s)",
             deps.jobs,
         )
         report.add(f"job past its deadline: {outcome}", recording.meeting_uuid)
@@ -177,7 +184,7 @@ def reconcile_submitted(deps: ReconcilerDeps, report: ReconcileReport) -> None:
         seconds=deps.settings.submitted_check_seconds
     )
     for recording in deps.store.list_by_state(State.SUBMITTED, older_than=cutoff):
-        if not recording.symbl_job_id:
+        if not recording.job_id:
             continue
         age = _seconds_since(recording.submitted_at or recording.state_since, now)
         past = age > deps.settings.job_deadline_seconds(recording.merged_seconds)
@@ -306,8 +313,8 @@ def _adopt(
             State.SUBMITTING,
             State.SUBMITTED,
             updates={
-                "symbl_job_id": job_id,
-                "symbl_conversation_id": conversation_id or recording.symbl_conversation_id,
+                "job_id": job_id,
+                "conversation_id": conversation_id or recording.conversation_id,
                 "submit_claim": None,
                 "submit_outcome_unknown_at": None,
                 "submitted_at": recording.updated_at or recording.state_since,
@@ -333,8 +340,8 @@ def _stuck_submitting(deps: ReconcilerDeps, recording: Recording, report: Reconc
     if lease is not None and lease.job_id:
         _adopt(deps, recording, lease.job_id, lease.conversation_id, report)
         return
-    if recording.symbl_job_id:
-        _adopt(deps, recording, recording.symbl_job_id, recording.symbl_conversation_id, report)
+    if recording.job_id:
+        _adopt(deps, recording, recording.job_id, recording.conversation_id, report)
         return
     attempts = recording.attempts.get(SUBMIT_STAGE, 0)
     if attempts >= deps.settings.submit_attempts:

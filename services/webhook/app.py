@@ -37,7 +37,7 @@ from services.core.recordings import RecordingStore
 from services.core.secrets import SecretCache, SecretReader
 from services.core.settings import WebhookSettings, cached_settings
 from services.core.slots import SlotPool
-from services.core.symbl import symbl_client
+from services.core.speech.providers import speech_provider
 from services.core.transcription_jobs import (
     JobDeps,
     callback_meeting,
@@ -82,7 +82,7 @@ def build_deps(settings: WebhookSettings | None = None) -> WebhookDeps:
     settings = settings or cached_settings(WebhookSettings)
     store = RecordingStore.from_settings(settings)
     secrets = SecretCache(ttl_seconds=settings.secret_cache_seconds)
-    speech = symbl_client(settings, secrets)
+    speech = speech_provider(settings, secrets, media_bucket=settings.media_bucket)
     return WebhookDeps(
         settings=settings,
         store=store,
@@ -100,12 +100,12 @@ def build_deps(settings: WebhookSettings | None = None) -> WebhookDeps:
         jobs=JobDeps(
             store=store,
             # Releasing needs no limit; acquiring happens only in the pump.
-            slots=SlotPool(settings.slots_table, 1),
+            slots=SlotPool(settings.slots_table, 1, key=speech.provider),
             speech=speech,
             submit_queue=QueueSender(settings.submit_queue_url),
             notify_queue=QueueSender(settings.notify_queue_url),
             pump=LambdaPumpNudger(settings.pump_function_name),
-            job_attempts=settings.symbl_job_attempts,
+            job_attempts=settings.speech_job_attempts,
         ),
     )
 
@@ -279,6 +279,9 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
         jobs = get_deps().jobs
         if jobs is None:
             raise RequestRejected(503, "unavailable", "callback handling is not configured")
+        if jobs.speech.provider != "symbl":
+            # This deployment runs another provider: no Symbl job of ours can exist.
+            raise RequestRejected(404, "not_found", "not found")
         request.max_content_length = MAX_CALLBACK_BODY_BYTES
         data = parse_json_body(request.get_data(cache=True) or b"null")
         job_id = data.get("jobId") or data.get("id") if isinstance(data, dict) else None
@@ -288,14 +291,14 @@ def create_app(deps: WebhookDeps | Callable[[], WebhookDeps]) -> Flask:
         recording = jobs.store.get(meeting_uuid) if meeting_uuid else None
         if recording is None or not secret_matches(secret, recording.callback_secret_digest):
             raise RequestRejected(404, "not_found", "not found")
-        if recording.symbl_job_id not in (None, job_id):
+        if recording.job_id not in (None, job_id):
             # The secret is this submission's, but the job is not: nothing of ours to settle.
             raise RequestRejected(404, "not_found", "not found")
         if data.get("status") in ("scheduled", "in_progress"):
             # Nothing moves for a running job, so Symbl is not asked. (A reordered delivery whose
             # job has in fact ended is settled by its terminal callback or the reconciler.)
             return jsonify(status="still running")
-        if recording.symbl_job_id is None:
+        if recording.job_id is None:
             # Symbl answered the submit but the pump has not recorded the job yet: the pump asks
             # for the job's status once it has, and settles an ended job itself.
             return jsonify(status="not recorded yet")

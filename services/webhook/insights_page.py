@@ -18,11 +18,11 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from services.core.errors import SecretNotSet
+from services.core.insights.document import load_insights
+from services.core.insights.render import render_page
 from services.core.links import PageLinkExpired, PageLinkInvalid, read_page_token
 from services.core.observability import logger, record_metric
 from services.core.recordings import Recording
-from services.notifier.insights import load_insights
-from services.notifier.render import render_page
 
 MAX_TOKEN_CHARS = 2048
 

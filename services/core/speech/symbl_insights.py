@@ -1,108 +1,39 @@
-"""A meeting's insights as one versioned JSON document: fetched from the speech-analytics
-provider, stored in S3 next to the media, read back by the insights page.
+"""Symbl's Conversation API answers turned into our insights document.
 
-The document is structured data in the provider-neutral shape below, never the provider's
-responses pasted in: the page and the email depend on this schema, not on Symbl's. Readers check
-`schema_version`; a change that old readers cannot read needs a new version.
+Only this module knows Symbl's JSON (reference §7); what leaves it is an `InsightsDocument`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
-
-from services.core import aws
-from services.core.errors import NotFound, PermanentError, TransientError
+from services.core.errors import NotFound, PermanentError
+from services.core.insights.document import (
+    InsightsDocument,
+    Question,
+    SpeakerTalkTime,
+    SummaryMissing,
+    Task,
+    Topic,
+    Utterance,
+    mapped_speakers,
+    mapped_transcript,
+    meeting_info,
+)
 from services.core.observability import logger
 from services.core.recordings import Recording
-from services.core.s3_stream import meeting_key
-from services.core.speech.segment_map import SegmentMap, TimedWord, attribute_words
-from services.core.symbl import NotReady, SpeechAnalytics
+from services.core.speech.provider import NotReady
+from services.core.speech.segment_map import SegmentMap, TimedWord
+from services.core.speech.symbl import SymblClient
 
 EXPERIENCE_NAME = "verbose-text-summary"
-CONTENT_TYPE = "application/json; charset=utf-8"
 # Symbl writes no summary for a conversation under about 50 words or with fewer than 3
 # sentences (Symbl API reference, §7).
 SUMMARY_MIN_WORDS = 50
 SUMMARY_MIN_SENTENCES = 3
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
-
-# Why a document has no summary: the conversation was too short to summarise, or none had been
-# written when the notes were sent.
-SummaryMissing = Literal["too_short", "not_ready"]
-
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class MeetingInfo(_Doc):
-    uuid: str
-    meeting_id: str
-    topic: str
-    host_email: str | None = None
-    start_time: str  # ISO 8601 UTC, as Zoom reported it
-    timezone: str | None = None  # IANA name from Zoom; renderers fall back to UTC
-    duration_seconds: int = 0
-
-
-class SpeakerTalkTime(_Doc):
-    name: str
-    email: str | None = None
-    talk_seconds: float = 0.0
-    talk_percent: float = 0.0  # share of all talk time in the meeting
-
-
-class Task(_Doc):
-    """An action item or follow-up."""
-
-    text: str
-    assignee: str | None = None
-    assignee_email: str | None = None
-    due_date: date | None = None
-
-
-class Question(_Doc):
-    text: str
-    asked_by: str | None = None
-
-
-class Topic(_Doc):
-    text: str
-    score: float = 0.0
-
-
-class Utterance(_Doc):
-    speaker: str
-    start_seconds: float  # from the start of the recording
-    text: str
-
-
-class InsightsDocument(_Doc):
-    schema_version: Literal[1] = 1
-    generated_at: str
-    conversation_id: str
-    meeting: MeetingInfo
-    speakers: list[SpeakerTalkTime] = Field(default_factory=list)
-    summary: list[str] = Field(default_factory=list)
-    action_items: list[Task] = Field(default_factory=list)
-    follow_ups: list[Task] = Field(default_factory=list)
-    questions: list[Question] = Field(default_factory=list)
-    topics: list[Topic] = Field(default_factory=list)  # highest score first
-    transcript: list[Utterance] = Field(default_factory=list)
-    experience_url: str | None = None
-    # Set when no summary was generated, to say why; None when there is one. Documents stored
-    # before this field have none, and read as before.
-    summary_missing: SummaryMissing | None = None
-
-
-def insights_key(meeting_uuid: str) -> str:
-    return f"insights/{meeting_key(meeting_uuid)}.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,37 +154,6 @@ def _words_of(message: dict[str, Any]) -> list[TimedWord]:
     return [TimedWord(text=text, start=float(start), end=end)]
 
 
-def _mapped_transcript(body: dict[str, Any], segment_map: SegmentMap) -> list[Utterance]:
-    """A compact file's transcript on the meeting's clock: every word goes to the stretch it
-    was cut from (its speaker, its place in the meeting), whatever the provider attributed."""
-    words = sorted(
-        (word for message in _list(body, "messages") for word in _words_of(message)),
-        key=lambda word: word.start,
-    )
-    names = {speaker.id: speaker.name for speaker in segment_map.speakers}
-    lines = [
-        Utterance(speaker=names[line.speaker_id], start_seconds=line.start_seconds, text=line.text)
-        for line in attribute_words(segment_map, words)
-    ]
-    return sorted(lines, key=lambda line: line.start_seconds)
-
-
-def _mapped_speakers(segment_map: SegmentMap) -> list[SpeakerTalkTime]:
-    """Talk time per speaker from the segment map: detected speech, exact to the frame."""
-    talk = segment_map.talk_seconds()
-    total = sum(talk.values())
-    speakers = [
-        SpeakerTalkTime(
-            name=speaker.name,
-            email=speaker.email,
-            talk_seconds=round(talk[speaker.id], 1),
-            talk_percent=round(100 * talk[speaker.id] / total, 1) if total else 0.0,
-        )
-        for speaker in segment_map.speakers
-    ]
-    return sorted(speakers, key=lambda s: s.talk_seconds, reverse=True)
-
-
 def _speakers(analytics: dict[str, Any], members: dict[str, Any]) -> list[SpeakerTalkTime]:
     """Talk time per member from analytics, with emails from the member list."""
     emails = {
@@ -294,7 +194,7 @@ def _duration_seconds(recording: Recording, conversation: dict[str, Any]) -> int
     return round(recording.merged_seconds or 0)
 
 
-def _fetch(speech: SpeechAnalytics, conversation_id: str, part: str) -> dict[str, Any]:
+def _fetch(speech: SymblClient, conversation_id: str, part: str) -> dict[str, Any]:
     try:
         return speech.conversation(conversation_id, part)
     except NotFound as e:
@@ -302,9 +202,7 @@ def _fetch(speech: SpeechAnalytics, conversation_id: str, part: str) -> dict[str
         raise PermanentError(f"conversation {conversation_id} {part or 'itself'} is gone") from e
 
 
-def _experience_url(
-    speech: SpeechAnalytics, conversation_id: str, lifetime_seconds: int
-) -> str | None:
+def _experience_url(speech: SymblClient, conversation_id: str, lifetime_seconds: int) -> str | None:
     """The provider's hosted summary page, when it offers one; a refusal costs only the link."""
     try:
         return speech.create_experience(
@@ -315,7 +213,7 @@ def _experience_url(
         return None
 
 
-def fetch_summary(speech: SpeechAnalytics, conversation_id: str) -> list[str]:
+def fetch_summary(speech: SymblClient, conversation_id: str) -> list[str]:
     """The summary's lines; empty while there is none.
 
     Symbl answers 404 until the summary is written; for a conversation too short to summarise
@@ -336,13 +234,13 @@ def too_short_to_summarise(messages: dict[str, Any]) -> bool:
     return words < SUMMARY_MIN_WORDS or sentences < SUMMARY_MIN_SENTENCES
 
 
-def conversation_too_short(speech: SpeechAnalytics, conversation_id: str) -> bool:
+def conversation_too_short(speech: SymblClient, conversation_id: str) -> bool:
     return too_short_to_summarise(_fetch(speech, conversation_id, "messages"))
 
 
 def gather_insights(
     recording: Recording,
-    speech: SpeechAnalytics,
+    speech: SymblClient,
     *,
     now: datetime,
     summary: list[str],
@@ -357,7 +255,7 @@ def gather_insights(
     page expires after `link_lifetime_seconds`, the lifetime of the insights link. With a
     compact file's `segment_map`, speakers, talk time and transcript times come from the map.
     """
-    conversation_id = recording.symbl_conversation_id
+    conversation_id = recording.conversation_id
     if not conversation_id:
         raise PermanentError("transcribed meeting has no conversation id")
     conversation = _fetch(speech, conversation_id, "")
@@ -377,16 +275,8 @@ def gather_insights(
     return InsightsDocument(
         generated_at=now.astimezone(UTC).isoformat(timespec="seconds"),
         conversation_id=conversation_id,
-        meeting=MeetingInfo(
-            uuid=recording.meeting_uuid,
-            meeting_id=recording.meeting_id,
-            topic=recording.topic,
-            host_email=recording.host_email,
-            start_time=recording.start_time,
-            timezone=recording.timezone,
-            duration_seconds=_duration_seconds(recording, conversation),
-        ),
-        speakers=_mapped_speakers(compact)
+        meeting=meeting_info(recording, _duration_seconds(recording, conversation)),
+        speakers=mapped_speakers(compact)
         if compact
         else _speakers(parts["analytics"], parts["members"]),
         summary=summary,
@@ -394,36 +284,11 @@ def gather_insights(
         follow_ups=_tasks(parts["follow-ups"], "followUps"),
         questions=_questions(parts["questions"]),
         topics=_topics(parts["topics"]),
-        transcript=_mapped_transcript(parts["messages"], compact)
+        transcript=mapped_transcript(
+            compact, (w for m in _list(parts["messages"], "messages") for w in _words_of(m))
+        )
         if compact
         else _transcript(parts["messages"], _parse_time(conversation.get("startTime"))),
         experience_url=_experience_url(speech, conversation_id, link_lifetime_seconds),
         summary_missing=None if summary else summary_missing,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Storage
-# ---------------------------------------------------------------------------------------------
-
-
-def store_insights(s3: Any, bucket: str, document: InsightsDocument) -> str:
-    """Write the document to its fixed key (a retry overwrites it); returns the key."""
-    key = insights_key(document.meeting.uuid)
-    body = json.dumps(document.model_dump(mode="json"), ensure_ascii=False, indent=1).encode()
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
-    except (ClientError, BotoCoreError) as e:
-        raise TransientError(f"could not store insights at s3://{bucket}/{key}: {e}") from e
-    return key
-
-
-def load_insights(s3: Any, bucket: str, key: str) -> InsightsDocument | None:
-    """The stored document, or None when there is none at `key`."""
-    try:
-        response = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as e:
-        if aws.error_code(e) in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return InsightsDocument.model_validate_json(response["Body"].read())

@@ -1,11 +1,10 @@
-"""Speech analytics: the interface the pipeline uses, and its Symbl implementation.
+"""Symbl's HTTP API: a thin client (the provider adapter is `symbl_provider`).
 
-Symbl's availability is unconfirmed (see the Symbl API reference), so the pipeline depends on the
-`SpeechAnalytics` protocol and the base URL is a setting. Facts relied on: tokens from
-`POST /oauth2/token:generate` with `expiresIn` seconds; `POST /v1/process/audio/url` answers 201
-`{conversationId, jobId}` or 429 when the account's concurrent-job ceiling is reached (no
-Retry-After); `GET /v1/job/{id}` gives `scheduled|in_progress|completed|failed`; `/summary`
-answers 404 until the job is complete.
+Symbl's availability is unconfirmed (see the Symbl API reference), so the base URL is a
+setting. Facts relied on: tokens from `POST /oauth2/token:generate` with `expiresIn` seconds;
+`POST /v1/process/audio/url` answers 201 `{conversationId, jobId}` or 429 when the account's
+concurrent-job ceiling is reached (no Retry-After); `GET /v1/job/{id}` gives
+`scheduled|in_progress|completed|failed`; `/summary` answers 404 until the job is complete.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 import urllib3
@@ -29,45 +27,17 @@ from services.core.errors import (
     TransientError,
 )
 from services.core.secrets import SecretCache
-from services.core.settings import SymblSettings
+from services.core.settings import SpeechSettings
+from services.core.speech.provider import (
+    ConcurrencyLimitReached,
+    JobStatus,
+    NotReady,
+    OutcomeUnknown,
+    Speaker,
+    SubmittedJob,
+)
 
 TOKEN_RENEW_MARGIN_SECONDS = 300
-
-
-class JobStatus(StrEnum):
-    SCHEDULED = "scheduled"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
-
-
-class ConcurrencyLimitReached(TransientError):
-    """429: the account already runs as many jobs as it may (ours or another client's)."""
-
-
-class OutcomeUnknown(TransientError):
-    """A request that is not idempotent was sent and no answer says what came of it (a read
-    timeout, a cut connection, a 5xx): the job may exist. Never re-sent blindly."""
-
-
-class NotReady(TransientError):
-    """The conversation's data is not complete yet (e.g. `/summary` answers 404)."""
-
-
-@dataclass(frozen=True)
-class SubmittedJob:
-    conversation_id: str
-    job_id: str
-
-
-@dataclass(frozen=True)
-class Speaker:
-    name: str
-    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,19 +76,6 @@ class AudioSubmission:
         return body
 
 
-class SpeechAnalytics(Protocol):
-    """What the pipeline needs from a speech-analytics provider."""
-
-    def submit_audio_url(self, submission: AudioSubmission) -> SubmittedJob: ...
-    def job_status(self, job_id: str) -> JobStatus: ...
-    def conversation(self, conversation_id: str, part: str) -> dict[str, Any]: ...
-    def refresh_summary(self, conversation_id: str) -> bool: ...
-    def put_speaker_events(self, conversation_id: str, events: list[dict[str, Any]]) -> None: ...
-    def create_experience(
-        self, conversation_id: str, name: str, *, expires_in_seconds: int
-    ) -> str | None: ...
-
-
 @dataclass(frozen=True)
 class SymblCredentials:
     app_id: str
@@ -132,7 +89,7 @@ def load_symbl_credentials(secret: dict[str, Any]) -> SymblCredentials:
         raise ConfigurationError(f"Symbl secret lacks {e.args[0]}") from e
 
 
-def symbl_client(settings: SymblSettings, secrets: SecretCache) -> SymblClient:
+def symbl_client(settings: SpeechSettings, secrets: SecretCache) -> SymblClient:
     """The client every service builds: base URL from settings, credentials read (and cached)
     from Secrets Manager when the first token is needed."""
     return SymblClient(

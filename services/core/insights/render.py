@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from services.core.insights.document import InsightsDocument, Task
 from services.core.observability import logger
-from services.notifier.insights import InsightsDocument, Task
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOP_TOPICS = 8
@@ -46,6 +46,29 @@ SUMMARY_MISSING = {
     ),
     "not_ready": "No summary was generated: none was ready when these notes were sent.",
 }
+
+# How the notes name a section the provider could not deliver (`sections_missing`).
+SECTION_NAMES = {
+    "summary": "the summary",
+    "topics": "the topics",
+    "questions": "the questions",
+    "action_items": "the action items",
+    "follow_ups": "the follow-ups",
+}
+SECTION_MISSING = "Not available: this section could not be extracted from the meeting."
+
+
+def missing_note(document: InsightsDocument) -> str | None:
+    """One sentence naming the sections the provider did not deliver, or None."""
+    missing = [SECTION_NAMES[s] for s in document.sections_missing if s in SECTION_NAMES]
+    if not missing:
+        return None
+    listed = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+    return (
+        f"These notes are incomplete: {listed} could not be extracted from the meeting, so "
+        "what is shown there may be partial or empty."
+    )
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
@@ -241,6 +264,7 @@ class MeetingView:
     experience_url: str | None
     preheader: str
     empty: dict[str, str]
+    missing: str | None = None  # which sections could not be extracted, when some could not
 
 
 def _tasks(tasks: list[Task]) -> list[TaskView]:
@@ -286,6 +310,7 @@ def build_view(document: InsightsDocument, *, page_url: str | None = None) -> Me
     empty = EMPTY
     if not summary and document.summary_missing:
         empty = {**EMPTY, "summary": SUMMARY_MISSING[document.summary_missing]}
+    empty = {**empty, **dict.fromkeys(document.sections_missing, SECTION_MISSING)}
     return MeetingView(
         topic=meeting.topic.strip() or "Untitled meeting",
         subject=subject_line(meeting.topic, start),
@@ -314,6 +339,7 @@ def build_view(document: InsightsDocument, *, page_url: str | None = None) -> Me
         experience_url=safe_link(document.experience_url, "provider summary page"),
         preheader=summary[0] if summary else "Action items, questions and the full transcript.",
         empty=empty,
+        missing=missing_note(document),
     )
 
 
