@@ -11,6 +11,13 @@
 #   pump_environment             SubmitterSettings
 #   reconciler_environment       ReconcilerSettings
 #   notifier_environment         NotifierSettings
+#   job_events_environment       JobEventsSettings
+#
+# SPEECH_PROVIDER chooses the speech provider wherever a service reads SpeechSettings (webhook,
+# pump, reconciler, notifier, job-events), with STACK_NAME: Transcribe job names start with
+# "<STACK_NAME>-", which the EventBridge rule (speech.tf) and the IAM job ARNs (iam.tf) match. The
+# Symbl secret's ARN is passed with either provider (the secret always exists; the code requires it
+# only with "symbl").
 #
 # Optional fields are set only where the deployment wants something other than the code's default
 # (or where the value must follow another setting, such as a queue's redrive limit).
@@ -25,6 +32,8 @@ locals {
     RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
     MERGE_QUEUE_URL              = module.merge_queue.url
     ZOOM_WEBHOOK_SECRET_ARN      = aws_secretsmanager_secret.this["zoom-webhook-secret-token"].arn
+    SPEECH_PROVIDER              = var.speech_provider
+    STACK_NAME                   = var.name_prefix
     SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
     SLOTS_TABLE                  = aws_dynamodb_table.slots.name
     SUBMIT_QUEUE_URL             = module.submit_queue.url
@@ -77,12 +86,19 @@ locals {
     LOG_LEVEL                    = var.log_level
     RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
     RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SPEECH_PROVIDER              = var.speech_provider
+    STACK_NAME                   = var.name_prefix
     SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
     SLOTS_TABLE                  = aws_dynamodb_table.slots.name
     SUBMIT_QUEUE_URL             = module.submit_queue.url
     MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
     SYMBL_CONCURRENCY_LIMIT      = tostring(var.symbl_concurrency_limit)
+    TRANSCRIBE_CONCURRENCY_LIMIT = tostring(var.transcribe_concurrency_limit)
     CALLBACK_BASE_URL            = aws_apigatewayv2_api.http.api_endpoint
+    # Transcribe jobs (speech_provider "aws"): the meetings' language, and the key Transcribe
+    # encrypts the transcripts with (speech.tf); the pump starts the jobs, so it names both.
+    TRANSCRIBE_LANGUAGE_CODE = var.transcribe_language_code
+    TRANSCRIPT_KMS_KEY_ARN   = aws_kms_key.speech.arn
     # A job that ends before the pump has recorded it is settled by the pump itself: it queues the
     # notification (or the resubmission) and starts another pump for the freed slot. The pump's
     # own name is a local: module.pump.function_name here would be a dependency cycle.
@@ -99,11 +115,14 @@ locals {
     LOG_LEVEL                    = var.log_level
     RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
     RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SPEECH_PROVIDER              = var.speech_provider
+    STACK_NAME                   = var.name_prefix
     SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
     SLOTS_TABLE                  = aws_dynamodb_table.slots.name
     SUBMIT_QUEUE_URL             = module.submit_queue.url
     MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
     SYMBL_CONCURRENCY_LIMIT      = tostring(var.symbl_concurrency_limit)
+    TRANSCRIBE_CONCURRENCY_LIMIT = tostring(var.transcribe_concurrency_limit)
     CALLBACK_BASE_URL            = aws_apigatewayv2_api.http.api_endpoint
     MERGE_QUEUE_URL              = module.merge_queue.url
     NOTIFY_QUEUE_URL             = module.notify_queue.url
@@ -118,6 +137,8 @@ locals {
     LOG_LEVEL                    = var.log_level
     RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
     RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SPEECH_PROVIDER              = var.speech_provider
+    STACK_NAME                   = var.name_prefix
     SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
     MEDIA_BUCKET                 = aws_s3_bucket.media.bucket
     LINK_SIGNING_KEY_SECRET_ARN  = aws_secretsmanager_secret.this["link-signing-key"].arn
@@ -128,5 +149,28 @@ locals {
     EXTRA_RECIPIENTS             = join(",", var.notify_extra_recipients)
     INSIGHTS_PAGE_BASE_URL       = aws_apigatewayv2_api.http.api_endpoint # page links: <base>/meetings/<uuid>?token=...
     OPERATOR_TOPIC_ARN           = aws_sns_topic.alerts.arn
+    # The insights of speech_provider "aws": the model, its context window, the output asked.
+    BEDROCK_MODEL_ID          = var.bedrock_model_id
+    BEDROCK_CONTEXT_TOKENS    = tostring(var.bedrock_context_tokens)
+    BEDROCK_MAX_OUTPUT_TOKENS = tostring(var.bedrock_max_output_tokens)
+  }
+
+  # Transcribe's job state changes (speech.tf: EventBridge rule -> job-events queue -> function):
+  # each is confirmed with GetTranscriptionJob and settled as the Symbl callback settles a job.
+  job_events_environment = {
+    POWERTOOLS_SERVICE_NAME      = local.service_names.job_events
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
+    LOG_LEVEL                    = var.log_level
+    RECORDINGS_TABLE             = aws_dynamodb_table.recordings.name
+    RECORD_RETENTION_DAYS        = tostring(var.record_retention_days)
+    SPEECH_PROVIDER              = var.speech_provider
+    STACK_NAME                   = var.name_prefix
+    SYMBL_CREDENTIALS_SECRET_ARN = aws_secretsmanager_secret.this["symbl-credentials"].arn
+    SLOTS_TABLE                  = aws_dynamodb_table.slots.name
+    SUBMIT_QUEUE_URL             = module.submit_queue.url
+    NOTIFY_QUEUE_URL             = module.notify_queue.url
+    PUMP_FUNCTION_NAME           = module.pump.function_name
+    JOB_EVENTS_QUEUE_URL         = module.job_events_queue.url       # a failed settle backs off on its own message
+    MAX_RECEIVE_COUNT            = tostring(local.max_receive_count) # the job-events queue's redrive limit
   }
 }

@@ -1,4 +1,6 @@
-# The five Lambda functions (modules/lambda_service). Environments: environment.tf; IAM: iam.tf.
+# The six Lambda functions (modules/lambda_service). Environments: environment.tf; IAM: iam.tf.
+# What only the AWS speech provider needs is attached with extra_policy_documents, and only with
+# speech_provider "aws" (iam.tf, local.aws_speech_policy_documents).
 # Reserved concurrency caps what each may do to the outside world (and guarantees it capacity);
 # the SQS triggers never ask for more than the reservation, so a queue is never throttled into
 # its DLQ.
@@ -65,7 +67,7 @@ module "pump" {
   source = "./modules/lambda_service"
 
   function_name        = local.pump_function_name
-  description          = "Submitter pump: holds a Symbl slot per job, submits merged files from the submit queue"
+  description          = "Submitter pump: holds a speech-provider slot per job, submits merged files from the submit queue"
   image_uri            = local.function_image_uris["submitter"]
   image_command        = ["services.submitter.handler.pump_handler"]
   timeout_seconds      = local.function_timeouts.pump
@@ -90,6 +92,7 @@ module "pump" {
     "nudge-pump"       = data.aws_iam_policy_document.pump_nudge_pump.json
     "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
+  extra_policy_documents = local.aws_speech ? local.aws_speech_policy_documents.pump : {}
 }
 
 module "reconciler" {
@@ -120,13 +123,14 @@ module "reconciler" {
     "alert-operators"     = data.aws_iam_policy_document.reconciler_alert_operators.json
     "table-key"           = data.aws_iam_policy_document.dynamodb_table_key.json
   }
+  extra_policy_documents = local.aws_speech ? local.aws_speech_policy_documents.reconciler : {}
 }
 
 module "notifier" {
   source = "./modules/lambda_service"
 
   function_name        = "${var.name_prefix}-notifier"
-  description          = "Fetches Symbl insights into S3 and emails the host a summary"
+  description          = "Fetches (Symbl) or makes (Transcribe + Bedrock) the insights, stores them in S3 and emails the host a summary"
   image_uri            = local.function_image_uris["notifier"]
   image_command        = ["services.notifier.handler.lambda_handler"]
   timeout_seconds      = local.function_timeouts.notifier
@@ -151,6 +155,42 @@ module "notifier" {
     "read-secrets"      = data.aws_iam_policy_document.notifier_read_secrets.json
     "enqueue-notify"    = data.aws_iam_policy_document.notifier_enqueue_notify.json
     "table-key"         = data.aws_iam_policy_document.dynamodb_table_key.json
+  }
+  extra_policy_documents = local.aws_speech ? local.aws_speech_policy_documents.notifier : {}
+}
+
+# Transcribe's job state changes (speech.tf: EventBridge rule -> job-events queue): the pump's
+# image, another handler. Each event is confirmed with GetTranscriptionJob, then the job is
+# settled as the Symbl callback settles one (slot released, notification or resubmission queued,
+# the pump nudged).
+module "job_events" {
+  source = "./modules/lambda_service"
+
+  function_name        = "${var.name_prefix}-job-events"
+  description          = "Settles finished Amazon Transcribe jobs from their EventBridge state-change events"
+  image_uri            = local.function_image_uris["submitter"]
+  image_command        = ["services.submitter.handler.job_events_handler"]
+  timeout_seconds      = local.function_timeouts.job_events
+  memory_mb            = 256
+  reserved_concurrency = var.job_events_concurrency
+  environment          = local.job_events_environment
+  log_retention_days   = var.log_retention_days
+  log_kms_key_arn      = aws_kms_key.observability.arn
+
+  sqs_event_source = {
+    queue_arn                       = module.job_events_queue.arn
+    batch_size                      = 10
+    maximum_batching_window_seconds = 0
+    maximum_concurrency             = var.job_events_concurrency
+  }
+
+  policy_documents = {
+    "recordings-table" = data.aws_iam_policy_document.job_events_recordings_table.json
+    "speech-slots"     = data.aws_iam_policy_document.job_events_speech_slots.json
+    "enqueue-stages"   = data.aws_iam_policy_document.job_events_enqueue_stages.json
+    "nudge-pump"       = data.aws_iam_policy_document.job_events_nudge_pump.json
+    "confirm-jobs"     = data.aws_iam_policy_document.job_events_confirm_jobs.json
+    "table-key"        = data.aws_iam_policy_document.dynamodb_table_key.json
   }
 }
 

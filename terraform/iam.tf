@@ -10,6 +10,25 @@ locals {
   recordings_table_resources = [aws_dynamodb_table.recordings.arn, "${aws_dynamodb_table.recordings.arn}/index/*"]
   secret_arns                = { for name, secret in aws_secretsmanager_secret.this : name => secret.arn }
   media_object_arn           = { for key, prefix in local.media_prefixes : key => "${aws_s3_bucket.media.arn}/${prefix}*" }
+
+  # What the AWS speech provider (speech.tf) adds to a role, by module call: attached (the Lambda
+  # module's extra_policy_documents, functions.tf) only with speech_provider "aws", so that with
+  # "symbl" every role is exactly what Symbl needs. The documents are at the end of this file.
+  aws_speech_policy_documents = {
+    pump = {
+      "transcribe-jobs"     = data.aws_iam_policy_document.pump_transcribe_jobs.json
+      "write-transcripts"   = data.aws_iam_policy_document.pump_write_transcripts.json
+      "encrypt-transcripts" = data.aws_iam_policy_document.pump_encrypt_transcripts.json
+    }
+    reconciler = {
+      "inspect-transcribe-jobs" = data.aws_iam_policy_document.reconciler_inspect_transcribe_jobs.json
+    }
+    notifier = {
+      "read-transcripts"       = data.aws_iam_policy_document.notifier_read_transcripts.json
+      "delete-transcribe-jobs" = data.aws_iam_policy_document.notifier_delete_transcribe_jobs.json
+      "invoke-insights-model"  = data.aws_iam_policy_document.notifier_invoke_insights_model.json
+    }
+  }
 }
 
 # Every role that reads or writes a DynamoDB table: the tables are encrypted with the stack's key
@@ -388,5 +407,140 @@ data "aws_iam_policy_document" "notifier_read_secrets" {
     sid       = "ReadSymblCredentialsAndLinkKey"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [local.secret_arns["symbl-credentials"], local.secret_arns["link-signing-key"]]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# job-events: Transcribe's job state changes, settled as the Symbl callback settles a job
+# ---------------------------------------------------------------------------------------------
+
+# By key only: the job name carries the meeting's key (services/core/speech/aws.py job_name), so
+# an event leads straight to its item (no index), which moves on by conditional updates.
+data "aws_iam_policy_document" "job_events_recordings_table" {
+  statement {
+    sid       = "ReadAndAdvanceMeetings"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.recordings.arn]
+  }
+}
+
+data "aws_iam_policy_document" "job_events_speech_slots" {
+  statement {
+    sid = "ReleaseSlotOfEndedJob"
+    # Releasing only, as the callback. The pool creates (or repairs) its item with if_not_exists.
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.slots.arn]
+  }
+}
+
+# The notification of a completed job; the resubmission of a failed one.
+data "aws_iam_policy_document" "job_events_enqueue_stages" {
+  statement {
+    sid       = "EnqueueNotifyAndResubmit"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.submit_queue.arn, module.notify_queue.arn]
+  }
+}
+
+data "aws_iam_policy_document" "job_events_nudge_pump" {
+  statement {
+    sid       = "NudgePump"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [module.pump.function_arn]
+  }
+}
+
+# An event is a hint: the job's state is confirmed with Transcribe before anything moves. Our
+# jobs only (the rule matches the same prefix). Present with either provider: jobs started under
+# "aws" are still settled after a switch to "symbl".
+data "aws_iam_policy_document" "job_events_confirm_jobs" {
+  statement {
+    sid       = "ConfirmTranscribeJobState"
+    actions   = ["transcribe:GetTranscriptionJob"]
+    resources = [local.transcribe_job_arn]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# speech_provider "aws" only (local.aws_speech_policy_documents): Transcribe and Bedrock
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "pump_transcribe_jobs" {
+  statement {
+    sid = "StartAndCheckTranscribeJobs"
+    # Get: the status check after a start whose answer was lost, and of a job that ended early.
+    actions   = ["transcribe:StartTranscriptionJob", "transcribe:GetTranscriptionJob"]
+    resources = [local.transcribe_job_arn]
+  }
+}
+
+# Transcribe reads the merged audio and writes the transcript with the caller's rights: the
+# pump's "presign-merged" (s3:GetObject on merged/) covers the reading, this the writing. The
+# bucket policy (storage.tf) denies only requests without TLS (1.2 or later), which Transcribe's
+# are not.
+data "aws_iam_policy_document" "pump_write_transcripts" {
+  statement {
+    sid       = "TranscribeWritesTranscripts"
+    actions   = ["s3:PutObject"]
+    resources = [local.media_object_arn.transcripts]
+  }
+}
+
+# The transcript key (speech.tf): Transcribe has S3 encrypt the transcript with it.
+data "aws_iam_policy_document" "pump_encrypt_transcripts" {
+  statement {
+    sid       = "EncryptTranscripts"
+    actions   = ["kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [aws_kms_key.speech.arn]
+  }
+}
+
+# The reconciler asks about jobs whose completion event never came, and about jobs past their
+# deadline.
+data "aws_iam_policy_document" "reconciler_inspect_transcribe_jobs" {
+  statement {
+    sid       = "CheckTranscribeJobs"
+    actions   = ["transcribe:GetTranscriptionJob"]
+    resources = [local.transcribe_job_arn]
+  }
+}
+
+data "aws_iam_policy_document" "notifier_read_transcripts" {
+  statement {
+    sid       = "ReadTranscripts"
+    actions   = ["s3:GetObject"]
+    resources = [local.media_object_arn.transcripts]
+  }
+
+  statement {
+    sid       = "DecryptTranscriptsThroughS3"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.speech.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.${local.dns_suffix}"]
+    }
+  }
+}
+
+# Once the insights are stored, the finished job's record is deleted (Transcribe keeps it 90 days
+# otherwise, with the transcript's location).
+data "aws_iam_policy_document" "notifier_delete_transcribe_jobs" {
+  statement {
+    sid       = "DeleteFinishedTranscribeJobs"
+    actions   = ["transcribe:DeleteTranscriptionJob"]
+    resources = [local.transcribe_job_arn]
+  }
+}
+
+# The Converse API is authorised as bedrock:InvokeModel, on exactly the configured model (and, for
+# an inference profile, the profile and the model in the Regions it routes to: speech.tf).
+data "aws_iam_policy_document" "notifier_invoke_insights_model" {
+  statement {
+    sid       = "ConverseWithInsightsModel"
+    actions   = ["bedrock:InvokeModel"]
+    resources = local.bedrock_model_arns
   }
 }

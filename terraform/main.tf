@@ -36,6 +36,7 @@ locals {
     pump       = "${var.name_prefix}-pump"
     reconciler = "${var.name_prefix}-reconciler"
     notifier   = "${var.name_prefix}-notifier"
+    job_events = "${var.name_prefix}-job-events"
   }
 
   # The pump's function name and ARN, known before the function exists: the pump's own
@@ -46,24 +47,27 @@ locals {
 
   # Function timeouts in seconds: the webhook answers Zoom within milliseconds (Zoom gives up
   # after 3 s); the merger may run a whole inline merge (Lambda's maximum); the pump submits for
-  # PUMP_MAX_SECONDS and is started again by nudges and the schedule; the reconciler asks Symbl
-  # about every job in flight; the notifier fetches insights, stores them and sends the emails of
-  # one batch.
+  # PUMP_MAX_SECONDS and is started again by nudges and the schedule; the reconciler asks the
+  # provider about every job in flight; the notifier fetches insights, stores them and sends the
+  # emails of one batch; job-events settles a batch of finished Transcribe jobs (a status check,
+  # a few table writes and messages each).
   function_timeouts = {
     webhook    = 10
     merger     = 900
     pump       = 150
     reconciler = 120
     notifier   = 120
+    job_events = 60
   }
 
   # Visibility timeouts: six times the consumer's timeout (AWS's advice for Lambda consumers; the
   # queue module refuses less). sandbox/aws_resources.py QUEUE_VISIBILITY_SECONDS holds the same
   # numbers, and tests/integration/test_terraform_contract.py holds the two together.
   queue_visibility_seconds = {
-    merge  = 5400 # merger, 900 s
-    submit = 900  # pump, 150 s (the pump receives from this queue itself; no event source)
-    notify = 720  # notifier, 120 s
+    merge      = 5400 # merger, 900 s
+    submit     = 900  # pump, 150 s (the pump receives from this queue itself; no event source)
+    notify     = 720  # notifier, 120 s
+    job_events = 360  # job-events, 60 s (queue <prefix>-job-events)
   }
 
   # The pump starts no submission after this many seconds. The last one started then (a token,
@@ -76,10 +80,12 @@ locals {
   max_receive_count = 5
 
   # Where the services write in the media bucket; lifecycle rules and IAM follow these prefixes.
+  # transcripts/: Amazon Transcribe's output (speech_provider "aws"), written with the pump's rights.
   media_prefixes = {
-    raw      = "raw/"
-    merged   = "merged/"
-    insights = "insights/"
+    raw         = "raw/"
+    merged      = "merged/"
+    insights    = "insights/"
+    transcripts = "transcripts/"
   }
 }
 

@@ -15,13 +15,41 @@ locals {
     pump       = module.pump.function_name
     reconciler = module.reconciler.function_name
     notifier   = module.notifier.function_name
+    job_events = module.job_events.function_name
   }
 
+  # Every queue: the depth, age and DLQ widgets below show each (the job-events queue included).
   queues = {
-    merge  = module.merge_queue
-    submit = module.submit_queue
-    notify = module.notify_queue
+    merge        = module.merge_queue
+    submit       = module.submit_queue
+    notify       = module.notify_queue
+    "job-events" = module.job_events_queue
   }
+
+  # The slots limit of the provider in use (SubmitterSettings.concurrency_limit).
+  speech_concurrency_limit = local.aws_speech ? var.transcribe_concurrency_limit : var.symbl_concurrency_limit
+
+  # Speech jobs are settled (SpeechJobsFailed) wherever a finished job is learnt of: the Symbl
+  # callback (webhook), the pump (a job that ended before it was recorded), the reconciler (a lost
+  # callback or event) and the Transcribe job events.
+  speech_job_settlers = {
+    webhook    = local.service_names.webhook
+    pump       = local.service_names.pump
+    reconciler = local.service_names.reconciler
+    job_events = local.service_names.job_events
+  }
+
+  # Cost per meeting, in USD, of the AWS provider (Transcribe + Bedrock; with Symbl it prices
+  # nothing real): what the period's jobs billed, SpeechAudioSeconds / 60 x the per-minute price,
+  # plus the model's tokens x their prices, divided by the meetings emailed in the period
+  # (EmailsSent: one per meeting). Divided by emails rather than by SpeechSubmits so that the
+  # cost of failed and repeated jobs and of re-asked models is carried by the meetings that were
+  # delivered: what a meeting really costs. Hourly sums; an hour without an email shows no point.
+  cost_spent_expression = join(" + ", [
+    "FILL(audio, 0) / 60 * ${var.transcribe_price_per_minute}",
+    "FILL(tokensin, 0) * ${var.bedrock_input_price_per_million_tokens} / 1000000",
+    "FILL(tokensout, 0) * ${var.bedrock_output_price_per_million_tokens} / 1000000",
+  ])
 
   dashboard_name = "${var.name_prefix}-insights-pipeline"
 
@@ -75,26 +103,29 @@ locals {
     {
       type = "metric", x = 16, y = 6, width = 8, height = 6
       properties = {
-        title = "Symbl slots in use", region = local.region, view = "timeSeries", period = 60
+        title = "Speech job slots in use (${var.speech_provider})", region = local.region, view = "timeSeries", period = 60
         metrics = [
           [local.metrics_namespace, "SlotsInUse", "service", local.service_names.reconciler, { stat = "Maximum", label = "in use" }],
         ]
-        annotations = { horizontal = [{ label = "limit", value = var.symbl_concurrency_limit }] }
+        annotations = { horizontal = [{ label = "limit", value = local.speech_concurrency_limit }] }
         yAxis       = { left = { min = 0 } }
       }
     },
     {
       type = "metric", x = 0, y = 12, width = 8, height = 6
       properties = {
-        title = "Symbl submits, 429s, lost answers, failed and timed-out jobs", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        title = "Speech jobs: submits, limit refusals, lost answers, failed and timed-out jobs", region = local.region, view = "timeSeries", stat = "Sum", period = 300
         metrics = [
-          [local.metrics_namespace, "SymblSubmits", "service", local.service_names.pump, { label = "submits" }],
-          [local.metrics_namespace, "Symbl429s", "service", local.service_names.pump, { label = "429s" }],
-          [local.metrics_namespace, "SymblSubmitOutcomeUnknown", "service", local.service_names.pump, { label = "submit answer lost" }],
-          [local.metrics_namespace, "SymblJobsFailed", "service", local.service_names.webhook, { label = "failed jobs (callback)" }],
-          [local.metrics_namespace, "SymblJobsFailed", "service", local.service_names.pump, { label = "failed jobs (pump)" }],
-          [local.metrics_namespace, "SymblJobsFailed", "service", local.service_names.reconciler, { label = "failed jobs (reconciler)" }],
-          [local.metrics_namespace, "SymblJobsTimedOut", "service", local.service_names.reconciler, { label = "jobs past their deadline" }],
+          [local.metrics_namespace, "SpeechSubmits", "service", local.service_names.pump, { label = "submits" }],
+          [local.metrics_namespace, "SpeechLimitRefusals", "service", local.service_names.pump, { label = "refused: provider at its limit" }],
+          [local.metrics_namespace, "SpeechSubmitOutcomeUnknown", "service", local.service_names.pump, { label = "submit answer lost" }],
+          [local.metrics_namespace, "SpeechJobsFailed", "service", local.service_names.webhook, { label = "failed jobs (Symbl callback)" }],
+          [local.metrics_namespace, "SpeechJobsFailed", "service", local.service_names.pump, { label = "failed jobs (pump)" }],
+          [local.metrics_namespace, "SpeechJobsFailed", "service", local.service_names.reconciler, { label = "failed jobs (reconciler)" }],
+          [local.metrics_namespace, "SpeechJobsFailed", "service", local.service_names.job_events, { label = "failed jobs (Transcribe events)" }],
+          [local.metrics_namespace, "SpeechJobsTimedOut", "service", local.service_names.reconciler, { label = "jobs past their deadline" }],
+          [local.metrics_namespace, "SpeechJobsNotDeleted", "service", local.service_names.notifier, { label = "finished job records not deleted" }],
+          [local.metrics_namespace, "SpeechAudioSeconds", "service", local.service_names.pump, { label = "audio seconds billed (right)", yAxis = "right" }],
         ]
       }
     },
@@ -220,6 +251,45 @@ locals {
         ]
       }
     },
+    {
+      type = "metric", x = 0, y = 42, width = 8, height = 6
+      properties = {
+        title = "Bedrock: tokens, calls, insights sections missing", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        metrics = [
+          [local.metrics_namespace, "ModelInputTokens", "service", local.service_names.notifier, { label = "input tokens" }],
+          [local.metrics_namespace, "ModelOutputTokens", "service", local.service_names.notifier, { label = "output tokens" }],
+          [local.metrics_namespace, "ModelCalls", "service", local.service_names.notifier, { label = "calls (right)", yAxis = "right" }],
+          [local.metrics_namespace, "InsightsSectionsMissing", "service", local.service_names.notifier, { label = "sections missing (right)", yAxis = "right" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 8, y = 42, width = 8, height = 6
+      properties = {
+        title = "Cost per meeting, USD (AWS provider: Transcribe + Bedrock, at the price variables)", region = local.region, view = "timeSeries", stat = "Sum", period = 3600
+        metrics = [
+          [local.metrics_namespace, "SpeechAudioSeconds", "service", local.service_names.pump, { id = "audio", visible = false }],
+          [local.metrics_namespace, "ModelInputTokens", "service", local.service_names.notifier, { id = "tokensin", visible = false }],
+          [local.metrics_namespace, "ModelOutputTokens", "service", local.service_names.notifier, { id = "tokensout", visible = false }],
+          [local.metrics_namespace, "EmailsSent", "service", local.service_names.notifier, { id = "emails", visible = false }],
+          [{ id = "spent", expression = local.cost_spent_expression, label = "USD spent in the hour (right)", yAxis = "right" }],
+          [{ id = "permeeting", expression = "IF(emails > 0, spent / emails)", label = "USD per emailed meeting" }],
+        ]
+        yAxis = { left = { min = 0 }, right = { min = 0 } }
+      }
+    },
+    {
+      type = "metric", x = 16, y = 42, width = 8, height = 6
+      properties = {
+        title = "Transcribe job events (the queue's depth and DLQ: the queue widgets)", region = local.region, view = "timeSeries", stat = "Sum", period = 300
+        metrics = [
+          [local.metrics_namespace, "JobEventsReceived", "service", local.service_names.job_events, { label = "received" }],
+          [local.metrics_namespace, "JobEventsIgnored", "service", local.service_names.job_events, { label = "ignored (unknown or already settled)" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", module.job_events_queue.name, { stat = "Maximum", label = "queued (right)", yAxis = "right" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", module.job_events_queue.dlq_name, { stat = "Maximum", label = "in the DLQ (right)", yAxis = "right" }],
+        ]
+      }
+    },
   ]
 }
 
@@ -245,8 +315,8 @@ resource "aws_cloudwatch_metric_alarm" "stuck_meetings" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "slots_pinned" {
-  alarm_name          = "${var.name_prefix}-symbl-slots-pinned"
-  alarm_description   = "Every Symbl slot has been held for ${var.slots_pinned_alarm_minutes} minutes: jobs are slow, leases are not released, or the limit (${var.symbl_concurrency_limit}) is too low for the load."
+  alarm_name          = "${var.name_prefix}-speech-slots-pinned"
+  alarm_description   = "Every ${var.speech_provider} job slot has been held for ${var.slots_pinned_alarm_minutes} minutes: jobs are slow, leases are not released, or the limit (${local.speech_concurrency_limit}) is too low for the load."
   namespace           = local.metrics_namespace
   metric_name         = "SlotsInUse"
   dimensions          = { service = local.service_names.reconciler } # sampled by the reconciler every minute
@@ -254,7 +324,7 @@ resource "aws_cloudwatch_metric_alarm" "slots_pinned" {
   period              = 300
   evaluation_periods  = ceil(var.slots_pinned_alarm_minutes / 5)
   comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = var.symbl_concurrency_limit
+  threshold           = local.speech_concurrency_limit
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
   ok_actions          = [aws_sns_topic.alerts.arn]
@@ -289,6 +359,47 @@ resource "aws_cloudwatch_metric_alarm" "api_5xx" {
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+}
+
+# A failed job is submitted again (up to SPEECH_JOB_ATTEMPTS) before its meeting ends FAILED, but
+# every failure says something is wrong with the audio or the provider. One alarm per service that
+# settles jobs (the metric carries the service that saw the failure).
+resource "aws_cloudwatch_metric_alarm" "speech_jobs_failed" {
+  for_each = local.speech_job_settlers
+
+  alarm_name          = "${each.value}-speech-jobs-failed"
+  alarm_description   = "The speech provider (${var.speech_provider}) failed jobs, seen by the ${each.key}. The meeting's last error holds the provider's reason (Transcribe's FailureReason); the job is submitted again until its attempts are spent."
+  namespace           = local.metrics_namespace
+  metric_name         = "SpeechJobsFailed"
+  dimensions          = { service = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+}
+
+# One meeting whose insights lack a section (no summary, no topics...) may just be a short or odd
+# meeting; every hour for hours on end means the model, its output limit (a truncated tool
+# answer) or the prompt is wrong.
+resource "aws_cloudwatch_metric_alarm" "insights_sections_missing" {
+  alarm_name          = "${var.name_prefix}-insights-sections-missing"
+  alarm_description   = "For ${var.sections_missing_alarm_hours} hours in a row the Bedrock model (${var.bedrock_model_id}) left insights sections out. Read the notifier's logs; check bedrock_max_output_tokens (a truncated answer) and the model."
+  namespace           = local.metrics_namespace
+  metric_name         = "InsightsSectionsMissing"
+  dimensions          = { service = local.service_names.notifier }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = var.sections_missing_alarm_hours
+  datapoints_to_alarm = var.sections_missing_alarm_hours
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0
   treat_missing_data  = "notBreaching"

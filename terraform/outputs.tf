@@ -39,22 +39,22 @@ output "recordings_table_name" {
 }
 
 output "slots_table_name" {
-  description = "DynamoDB table of Symbl job slots."
+  description = "DynamoDB table of speech-job slots (one pool item per provider)."
   value       = aws_dynamodb_table.slots.name
 }
 
 output "media_bucket_name" {
-  description = "S3 bucket of participant audio, merged audio and insights."
+  description = "S3 bucket of participant audio, merged audio, Transcribe transcripts and insights."
   value       = aws_s3_bucket.media.bucket
 }
 
 output "queue_urls" {
-  description = "SQS queue URL per stage (merge, submit, notify)."
+  description = "SQS queue URL per stage (merge, submit, notify) and of the Transcribe job-events queue (job-events)."
   value       = { for stage, queue in local.queues : stage => queue.url }
 }
 
 output "dlq_urls" {
-  description = "SQS dead-letter queue URL per stage (merge, submit, notify)."
+  description = "SQS dead-letter queue URL per stage (merge, submit, notify) and of the job-events queue (job-events; also the dead-letter queue of the EventBridge rule's target)."
   value       = { for stage, queue in local.queues : stage => queue.dlq_url }
 }
 
@@ -81,4 +81,19 @@ output "merger_task_definition_arn" {
 output "ses_dkim_tokens" {
   description = "For a domain identity: publish a CNAME <token>._domainkey.<domain> -> <token>.dkim.amazonses.com for each token."
   value       = try(aws_sesv2_email_identity.sender.dkim_signing_attributes[0].tokens, [])
+}
+
+output "speech_provider" {
+  description = "The speech provider the services use (var.speech_provider): symbl or aws."
+  value       = var.speech_provider
+}
+
+output "transcript_kms_key_arn" {
+  description = "KMS key Amazon Transcribe encrypts the transcripts (transcripts/ in the media bucket) with."
+  value       = aws_kms_key.speech.arn
+}
+
+output "bedrock_model_arns" {
+  description = "What the notifier may invoke with speech_provider aws: the foundation model, or the inference profile and its model in the Regions it routes to."
+  value       = local.bedrock_model_arns
 }

@@ -1,4 +1,4 @@
-# State and media: the recordings table, the Symbl slots table and the media bucket.
+# State and media: the recordings table, the speech-job slots table and the media bucket.
 
 # One item per Zoom meeting instance (services/core/recordings.py); the shape equals
 # sandbox/aws_resources.py RECORDINGS_TABLE_SCHEMA, which the contract test checks.
@@ -28,7 +28,7 @@ resource "aws_dynamodb_table" "recordings" {
   }
 
   attribute {
-    name = "symbl_job_id"
+    name = "job_id"
     type = "S"
   }
 
@@ -40,10 +40,11 @@ resource "aws_dynamodb_table" "recordings" {
     projection_type = "KEYS_ONLY"
   }
 
-  # The Symbl callback finds its meeting by job id.
+  # A provider's job (a Symbl job id, a Transcribe job name) leads to its meeting: Transcribe's
+  # job events name only the job.
   global_secondary_index {
-    name            = "by-symbl-job"
-    hash_key        = "symbl_job_id"
+    name            = "by-job"
+    hash_key        = "job_id"
     projection_type = "KEYS_ONLY"
   }
 
@@ -62,7 +63,8 @@ resource "aws_dynamodb_table" "recordings" {
   }
 }
 
-# Symbl job slots: one item holds the jobs in flight with their lease deadlines.
+# Speech-job slots: one item per provider ("symbl", "aws") holds its jobs in flight with their
+# lease deadlines.
 resource "aws_dynamodb_table" "slots" {
   name                        = "${var.name_prefix}-slots"
   billing_mode                = "PAY_PER_REQUEST"
@@ -84,10 +86,12 @@ resource "aws_dynamodb_table" "slots" {
   }
 }
 
-# raw/ participant audio, merged/ the file Symbl fetches by presigned URL, insights/ Symbl's output.
+# raw/ participant audio, merged/ the file the provider reads (Symbl by presigned URL, Transcribe
+# from S3 with the pump's rights), transcripts/ Transcribe's output (encrypted with the transcript
+# key, speech.tf), insights/ the insights documents behind the emailed links.
 resource "aws_s3_bucket" "media" {
   #checkov:skip=CKV_AWS_18: server access logs would need a second bucket; S3 data events in CloudTrail are the account's audit trail
-  #checkov:skip=CKV_AWS_144: media is transient and can be fetched again from Zoom; insights can be fetched again from Symbl
+  #checkov:skip=CKV_AWS_144: media is transient and can be fetched again from Zoom; insights can be made again from it
   #checkov:skip=CKV_AWS_145: SSE-S3: presigned URLs handed to Symbl then depend on no KMS grant; the bucket is private and TLS-only
   #checkov:skip=CKV2_AWS_62: no consumer of bucket events: the pipeline is driven by its queues
   bucket        = "${var.name_prefix}-media"
@@ -157,6 +161,21 @@ resource "aws_s3_bucket_lifecycle_configuration" "media" {
     }
   }
 
+  # Transcribe's transcripts: kept as long as the merged audio they were made from (the same
+  # variable; the insights made from them live on under insights/).
+  rule {
+    id     = "expire-transcripts"
+    status = "Enabled"
+
+    filter {
+      prefix = local.media_prefixes.transcripts
+    }
+
+    expiration {
+      days = var.merged_audio_retention_days
+    }
+  }
+
   rule {
     id     = "expire-insights"
     status = "Enabled"
@@ -194,6 +213,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "media" {
   depends_on = [aws_s3_bucket_versioning.media]
 }
 
+# Deny only: requests without TLS, or with TLS older than 1.2. Transcribe reads merged/ and writes
+# transcripts/ with the pump's credentials over TLS 1.2 or later, so nothing here blocks it; no
+# statement for a Transcribe principal is needed (its docs ask none of a bucket in the account).
 data "aws_iam_policy_document" "media_bucket" {
   statement {
     sid       = "DenyInsecureTransport"

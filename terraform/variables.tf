@@ -85,13 +85,13 @@ variable "raw_audio_retention_days" {
 
 variable "merged_audio_retention_days" {
   type        = number
-  description = "Days merged audio (merged/) is kept: long enough for Symbl to fetch it and for a retry."
+  description = "Days merged audio (merged/) and Amazon Transcribe's transcripts (transcripts/) are kept: long enough for the provider to fetch the audio, for a retry, and for the notifier to read the transcript (it stores the insights it makes under insights/)."
   default     = 30
 }
 
 variable "insights_retention_days" {
   type        = number
-  description = "Days Symbl insights (insights/, behind the emailed links) are kept."
+  description = "Days the insights documents (insights/, behind the emailed links) are kept."
   default     = 400
 }
 
@@ -103,8 +103,19 @@ variable "alert_email" {
 
 variable "slots_pinned_alarm_minutes" {
   type        = number
-  description = "Alarm when every Symbl slot has been in use for this long."
+  description = "Alarm when every slot of the speech provider has been in use for this long."
   default     = 30
+}
+
+variable "sections_missing_alarm_hours" {
+  type        = number
+  description = "Alarm when the Bedrock model's insights have lacked sections in every hour for this many hours in a row (1..24)."
+  default     = 3
+
+  validation {
+    condition     = var.sections_missing_alarm_hours >= 1 && var.sections_missing_alarm_hours <= 24
+    error_message = "sections_missing_alarm_hours must be between 1 and 24."
+  }
 }
 
 variable "deletion_protection" {
@@ -159,7 +170,7 @@ variable "merger_concurrency" {
 
 variable "pump_reserved_concurrency" {
   type        = number
-  description = "Pumps at once; the slots already bound the Symbl jobs, this bounds the functions waiting on them."
+  description = "Pumps at once; the slots already bound the speech jobs, this bounds the functions waiting on them."
   default     = 5
 }
 
@@ -171,6 +182,17 @@ variable "notifier_concurrency" {
   validation {
     condition     = var.notifier_concurrency >= 2
     error_message = "notifier_concurrency must be at least 2 (the SQS trigger's minimum)."
+  }
+}
+
+variable "job_events_concurrency" {
+  type        = number
+  description = "Transcribe job events handled at once (reserved concurrency of the job-events function and its queue trigger's maximum concurrency, at least 2). Events come as fast as jobs end: a few suffice."
+  default     = 2
+
+  validation {
+    condition     = var.job_events_concurrency >= 2
+    error_message = "job_events_concurrency must be at least 2 (the SQS trigger's minimum)."
   }
 }
 
@@ -229,14 +251,105 @@ variable "subnet_ids" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Symbl and email
+# Speech analytics: Symbl, or Amazon Transcribe + Bedrock ("aws")
 # ---------------------------------------------------------------------------------------------
+
+variable "speech_provider" {
+  type        = string
+  description = "SPEECH_PROVIDER: \"symbl\" (Symbl's API, credentials in the symbl-credentials secret) or \"aws\" (Amazon Transcribe for the transcript, a Bedrock model for the insights, in this account and Region: the recordings never leave it). The IAM permissions the AWS provider needs (Transcribe, Bedrock, transcripts/, the transcript key) exist only with \"aws\"."
+  default     = "symbl"
+
+  validation {
+    condition     = contains(["symbl", "aws"], var.speech_provider)
+    error_message = "speech_provider must be \"symbl\" or \"aws\"."
+  }
+}
 
 variable "symbl_concurrency_limit" {
   type        = number
-  description = "Symbl jobs in flight at most (50 on paid plans, 2 on trial): the slots limit and the slots alarm threshold."
+  description = "SYMBL_CONCURRENCY_LIMIT: Symbl jobs in flight at most (50 on paid plans, 2 on trial): the slots limit, and the slots alarm threshold with speech_provider \"symbl\"."
   default     = 50
 }
+
+variable "transcribe_concurrency_limit" {
+  type        = number
+  description = "TRANSCRIBE_CONCURRENCY_LIMIT: Transcribe jobs in flight at most: the slots limit, and the slots alarm threshold with speech_provider \"aws\". Transcribe's account quota is 250 concurrent batch jobs by default (older documents say 100), shared by everything in the account and Region: leave room for the rest, or raise the quota (Service Quotas) first."
+  default     = 100
+
+  validation {
+    condition     = var.transcribe_concurrency_limit >= 1
+    error_message = "transcribe_concurrency_limit must be at least 1."
+  }
+}
+
+variable "transcribe_language_code" {
+  type        = string
+  description = "TRANSCRIBE_LANGUAGE_CODE: the language of the meetings, as Transcribe names it (en-US, en-GB, de-DE, ...)."
+  default     = "en-US"
+
+  validation {
+    condition     = can(regex("^[a-z]{2,3}-[A-Z]{2}$", var.transcribe_language_code))
+    error_message = "transcribe_language_code must look like en-US."
+  }
+}
+
+variable "bedrock_model_id" {
+  type        = string
+  description = "BEDROCK_MODEL_ID: the Bedrock model (or cross-Region inference profile: the id with a us., eu., apac., jp. or global. prefix) that writes the insights; it must support forced tool use. Candidates (check the id exists in the Region with `aws bedrock list-foundation-models` / `list-inference-profiles`): amazon.nova-micro-v1:0 (128K context), amazon.nova-lite-v1:0 (300K, the default), amazon.nova-pro-v1:0 (300K), anthropic.claude-haiku-4-5-20251001-v1:0 (200K), anthropic.claude-sonnet-4-5-20250929-v1:0 (200K; global/us/eu/jp profiles). Avoid anthropic.claude-3-5-haiku-20241022-v1:0 (legacy, end of life 2026-06-19). Set bedrock_context_tokens to the model's context window. IAM grants InvokeModel on exactly this model (and, for a profile, the model in every Region the profile routes to)."
+  default     = "amazon.nova-lite-v1:0"
+
+  validation {
+    condition     = !startswith(var.bedrock_model_id, "arn:") && can(regex("^[a-z0-9][a-z0-9._:-]*$", var.bedrock_model_id))
+    error_message = "bedrock_model_id must be a model or inference profile id such as amazon.nova-lite-v1:0 or us.amazon.nova-lite-v1:0 (not an ARN)."
+  }
+}
+
+variable "bedrock_context_tokens" {
+  type        = number
+  description = "BEDROCK_CONTEXT_TOKENS: the model's context window in tokens (Nova Lite 300000); long transcripts are summarised in parts that fit it."
+  default     = 300000
+
+  validation {
+    condition     = var.bedrock_context_tokens >= 2000
+    error_message = "bedrock_context_tokens must be at least 2000."
+  }
+}
+
+variable "bedrock_max_output_tokens" {
+  type        = number
+  description = "BEDROCK_MAX_OUTPUT_TOKENS: the most output tokens asked of one call (256..64000, at most half of bedrock_context_tokens, or the notifier refuses to start). Nova models write at most 5000 (some documents say 10000)."
+  default     = 4096
+
+  validation {
+    condition     = var.bedrock_max_output_tokens >= 256 && var.bedrock_max_output_tokens <= 64000
+    error_message = "bedrock_max_output_tokens must be between 256 and 64000."
+  }
+}
+
+# Prices for the dashboard's cost-per-meeting estimate only (nothing is billed by them). Check
+# them against the AWS pricing pages of the Region and the model before trusting the number.
+
+variable "transcribe_price_per_minute" {
+  type        = number
+  description = "USD per minute of audio for Transcribe standard batch jobs. Default 0.024: the us-east-1 tier 1 price (first 250,000 minutes a month) as commonly quoted, NOT confirmed against AWS's pricing page (not retrieved; noted 2026-12-01). Transcribe bills per second of audio; the 15-second minimum per job is unconfirmed."
+  default     = 0.024
+}
+
+variable "bedrock_input_price_per_million_tokens" {
+  type        = number
+  description = "USD per million input tokens of the Bedrock model. Default 0.06: Amazon Nova Lite on demand, from a third-party source (pristren.com, noted 2026-12-01); AWS's price page was not retrieved. Nova Micro 0.035, Nova Pro 0.80, Claude Sonnet 4.5 3.00 (Anthropic's list price)."
+  default     = 0.06
+}
+
+variable "bedrock_output_price_per_million_tokens" {
+  type        = number
+  description = "USD per million output tokens of the Bedrock model. Default 0.24: Amazon Nova Lite on demand, from a third-party source (pristren.com, noted 2026-12-01); AWS's price page was not retrieved. Nova Micro 0.14, Nova Pro 3.20, Claude Sonnet 4.5 15.00 (Anthropic's list price)."
+  default     = 0.24
+}
+
+# ---------------------------------------------------------------------------------------------
+# Email
+# ---------------------------------------------------------------------------------------------
 
 variable "ses_identity" {
   type        = string

@@ -35,6 +35,7 @@ from tests.integration.test_terraform_contract import (
     TASK_MODULE_SOURCE,
     TERRAFORM,
     Unresolved,
+    labelled,
     locals_of,
     modules_with_source,
     resources,
@@ -332,9 +333,19 @@ def _custom_reference(text: str) -> bool:
     return "local.metrics_namespace" in text or NAMESPACE in text
 
 
+def _math_expression(line: Any) -> dict[str, Any] | None:
+    """A metric math line ([{expression, id, label, ...}]): computed from the widget's other
+    lines, it names no metric of its own."""
+    if isinstance(line, list) and len(line) == 1 and isinstance(line[0], dict):
+        assert "expression" in line[0] and "id" in line[0], f"not a math line: {line}"
+        return line[0]
+    return None
+
+
 def dashboard_queries() -> Iterator[Query]:
     """Every application-metric line of every widget. Such lines must be literal lists
-    ([namespace, metric, dimension, value, ..., {options}]) so that they can be read here."""
+    ([namespace, metric, dimension, value, ..., {options}]) so that they can be read here;
+    metric math lines ([{expression = ..., id = ...}]) are checked by their own test."""
     for n, widget in enumerate(locals_of(TERRAFORM)["dashboard_widgets"]):
         title = widget.get("properties", {}).get("title", f"widget {n}")
         lines = widget.get("properties", {}).get("metrics", [])
@@ -345,6 +356,8 @@ def dashboard_queries() -> Iterator[Query]:
             continue
         for line in lines:
             where = f"dashboard widget {title!r}"
+            if _math_expression(line) is not None:
+                continue
             if isinstance(line, str):
                 raise AssertionError(
                     f"{where}: a line that is an expression ({line}); write the line out as "
@@ -368,12 +381,43 @@ def dashboard_queries() -> Iterator[Query]:
             )
 
 
+def alarm_instances(name: str, alarm: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """An alarm, or each alarm of a for_each over a literal map (each.key / each.value filled in
+    with the map's entries as written)."""
+    if "for_each" not in alarm:
+        yield name, alarm
+        return
+    each = alarm["for_each"]
+    if isinstance(each, str):
+        each = ROOT_SCOPE.lookup(each.removeprefix("${").removesuffix("}"))
+    assert isinstance(each, dict), f"alarm {name}: for_each over a map readable here"
+
+    def fill(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v, key) for k, v in value.items()}
+        if isinstance(value, str):
+            if value == "${each.value}":
+                return each[key]
+            return value.replace("${each.key}", key)
+        return value
+
+    for key in each:
+        yield f"{name}[{key}]", {k: fill(v, key) for k, v in alarm.items() if k != "for_each"}
+
+
 def alarm_queries(path: Path) -> Iterator[tuple[Query | None, str]]:
     """(query, namespace as written) of every metric alarm in one Terraform module; the query is
     None for AWS/* namespaces."""
-    for (rtype, name), alarm in resources(path).items():
+    for (rtype, declared_name), declared in resources(path).items():
         if rtype != "aws_cloudwatch_metric_alarm":
             continue
+        yield from _alarm_queries(path, declared_name, declared)
+
+
+def _alarm_queries(
+    path: Path, declared_name: str, declared: dict[str, Any]
+) -> Iterator[tuple[Query | None, str]]:
+    for name, alarm in alarm_instances(declared_name, declared):
         where = f"{path.relative_to(ROOT)}: alarm {name}"
         assert "metric_query" not in alarm, f"{where}: metric math is not checked here"
         written = str(alarm["namespace"])
@@ -427,7 +471,9 @@ def check(query: Query) -> None:
 
 def test_every_unit_emits_into_the_stack_namespace_under_its_own_service() -> None:
     found = units()
-    assert {u.name for u in found} >= {"webhook", "merger", "pump", "reconciler", "notifier"}
+    assert {u.name for u in found} >= {
+        *("webhook", "merger", "pump", "reconciler", "notifier", "job_events")
+    }
     assert any(u.entry_function is None for u in found), "the Fargate merge task is missing"
     for unit in found:
         assert unit.namespace == NAMESPACE, unit
@@ -441,9 +487,11 @@ def test_the_code_emits_metrics_and_the_collector_finds_the_known_ones() -> None
     pairs = set(emitted())
     assert ("SlotsInUse", services["reconciler"]) in pairs
     assert ("SlotsInUse", services["pump"]) not in pairs
-    assert ("SymblSubmits", services["pump"]) in pairs
-    assert ("SymblSubmits", services["reconciler"]) not in pairs
-    assert ("SymblJobsFailed", services["pump"]) in pairs
+    assert ("SpeechSubmits", services["pump"]) in pairs
+    assert ("SpeechSubmits", services["reconciler"]) not in pairs
+    assert ("SpeechJobsFailed", services["pump"]) in pairs
+    assert ("JobEventsReceived", services["job_events"]) in pairs
+    assert ("JobEventsReceived", services["pump"]) not in pairs
     assert ("MergeSeconds", services["merger_task"]) in pairs
     assert ("WebhookAccepted", services["webhook"]) in pairs
     assert ("WebhookDuplicate", services["webhook"]) in pairs  # a conditional of two literals
@@ -460,7 +508,9 @@ def test_a_name_that_is_not_a_literal_fails_the_collector() -> None:
 
 def test_every_alarm_on_an_application_metric_watches_an_emitted_metric_and_service() -> None:
     queries = all_alarm_queries()
-    assert {q.metric for q in queries} >= {"StuckMeetings", "SlotsInUse"}
+    assert {q.metric for q in queries} >= {
+        *("StuckMeetings", "SlotsInUse", "SpeechJobsFailed", "InsightsSectionsMissing")
+    }
     for query in queries:
         check(query)
 
@@ -487,3 +537,105 @@ def test_the_dashboard_body_is_the_widgets_checked_here() -> None:
     assert re.fullmatch(
         r"\$\{jsonencode\(\{\s*widgets\s*=\s*local\.dashboard_widgets\s*\}\)\}", body
     )
+
+
+# The provider-neutral speech metrics, the model's and the job events', by the unit that emits
+# them (what the code's emitters were asked to be): the dashboard shows each under its service,
+# whatever the code emits at the moment (the tests above hold the two together).
+SPEECH_METRICS: dict[str, set[str]] = {
+    "SpeechSubmits": {"pump"},
+    "SpeechLimitRefusals": {"pump"},
+    "SpeechSubmitOutcomeUnknown": {"pump"},
+    "SpeechAudioSeconds": {"pump"},
+    "SpeechJobsFailed": {"webhook", "pump", "reconciler", "job_events"},
+    "SpeechJobsTimedOut": {"reconciler"},
+    "SpeechJobsNotDeleted": {"notifier"},
+    "ModelInputTokens": {"notifier"},
+    "ModelOutputTokens": {"notifier"},
+    "ModelCalls": {"notifier"},
+    "InsightsSectionsMissing": {"notifier"},
+    "SpeakersUnconfirmed": {"notifier"},
+    "SummariesMissing": {"notifier"},
+    "JobEventsReceived": {"job_events"},
+    "JobEventsIgnored": {"job_events"},
+}
+
+
+def test_the_dashboard_shows_every_speech_metric_under_its_emitter() -> None:
+    services = {u.name: u.service for u in units()}
+    shown = {(q.metric, dict(q.dimensions).get("service", "")) for q in dashboard_queries()}
+    expected = {
+        (metric, services[unit]) for metric, emitters in SPEECH_METRICS.items() for unit in emitters
+    }
+    assert not expected - shown, f"not on the dashboard: {sorted(expected - shown)}"
+    renamed = {q.metric for q in dashboard_queries() if q.metric.startswith("Symbl")}
+    assert not renamed, f"metrics renamed to Speech*: {sorted(renamed)}"
+
+
+def _math_widgets() -> Iterator[tuple[str, list[Any], list[dict[str, Any]]]]:
+    for widget in locals_of(TERRAFORM)["dashboard_widgets"]:
+        lines = widget.get("properties", {}).get("metrics", [])
+        if isinstance(lines, str):
+            continue
+        expressions = [e for e in map(_math_expression, lines) if e is not None]
+        if expressions:
+            yield widget["properties"]["title"], lines, expressions
+
+
+def test_metric_math_uses_only_the_widget_s_own_lines() -> None:
+    """An expression names other lines by id; an unknown id shows nothing (or an error)."""
+    found = list(_math_widgets())
+    assert found, "the cost-per-meeting widget is metric math"
+    for title, lines, expressions in found:
+        ids = {
+            options["id"]
+            for line in lines
+            for options in line
+            if isinstance(options, dict) and "id" in options
+        }
+        for expression in expressions:
+            text = str(expression["expression"])
+            if text.startswith("${local."):
+                text = str(ROOT_SCOPE.lookup(text[2:-1]))
+            words = set(re.findall(r"(?<![\w.${])([a-z][a-zA-Z0-9_]*)\b(?!\s*\()", text))
+            words -= {"var", "local"}
+            assert words, f"{title}: {text}"
+            assert words <= ids - {expression["id"]}, f"{title}: unknown ids {words - ids}"
+
+
+def test_cost_per_meeting_prices_audio_and_tokens_per_emailed_meeting() -> None:
+    ((_title, lines, expressions),) = [
+        w for w in _math_widgets() if w[0].lower().startswith("cost per meeting")
+    ]
+    by_id = {
+        options["id"]: line
+        for line in lines
+        for options in line
+        if isinstance(options, dict) and "id" in options
+    }
+    services = {u.name: u.service for u in units()}
+    expected = {
+        "audio": ("SpeechAudioSeconds", "pump"),
+        "tokensin": ("ModelInputTokens", "notifier"),
+        "tokensout": ("ModelOutputTokens", "notifier"),
+        "emails": ("EmailsSent", "notifier"),
+    }
+    for line_id, (metric, unit) in expected.items():
+        line = [ROOT_SCOPE.evaluate(v) for v in by_id[line_id] if not isinstance(v, dict)]
+        assert line == [NAMESPACE, metric, "service", services[unit]], line_id
+    spent = str(ROOT_SCOPE.lookup("local.cost_spent_expression"))
+    assert "FILL(audio, 0) / 60 * ${var.transcribe_price_per_minute}" in spent
+    assert "FILL(tokensin, 0) * ${var.bedrock_input_price_per_million_tokens} / 1000000" in spent
+    assert "FILL(tokensout, 0) * ${var.bedrock_output_price_per_million_tokens} / 1000000" in spent
+    per_meeting = {e["id"]: e["expression"] for e in expressions}
+    assert per_meeting["permeeting"] == "IF(emails > 0, spent / emails)"
+    variables = labelled(TERRAFORM, "variable")
+    defaults = {
+        "transcribe_price_per_minute": 0.024,
+        "bedrock_input_price_per_million_tokens": 0.06,
+        "bedrock_output_price_per_million_tokens": 0.24,
+    }
+    for name, default in defaults.items():
+        assert variables[name]["default"] == default, name
+        assert re.search(r"20\d\d-\d\d-\d\d", variables[name]["description"]), f"{name}: a date"
+    assert "NOT confirmed" in variables["transcribe_price_per_minute"]["description"]

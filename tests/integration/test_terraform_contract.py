@@ -2,8 +2,9 @@
 
 Parses terraform/ with python-hcl2 (no provider, no AWS, no network) and compares it with what the
 code and the sandbox declare: the recordings table schema, queue names and timeouts, each
-service's settings class, the Lambda handlers. Without `terraform validate` (providers cannot be
-downloaded here) it also checks what validate would: module arguments, references, descriptions.
+service's settings class, the Lambda handlers, the speech provider's job names, variables and
+IAM. Without `terraform validate` (providers cannot be downloaded here) it also checks what
+validate would: module arguments, references, descriptions.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import hcl2
 import pytest
@@ -43,10 +45,24 @@ LAMBDA_MODULE_SOURCE = "./modules/lambda_service"
 QUEUE_MODULE_SOURCE = "./modules/queue"
 TASK_MODULE_SOURCE = "./modules/fargate_task"
 
-# Which function consumes each stage queue (merge and notify through an SQS trigger; the pump
-# receives from the submit queue itself).
-QUEUE_CONSUMERS = {"merge": "merger", "submit": "pump", "notify": "notifier"}
-TRIGGERED_BY_QUEUE = {"merger": "merge_queue", "notifier": "notify_queue"}
+# Queues besides the pipeline's stages: Transcribe's job events (EventBridge rule -> queue).
+# The sandbox may list it among its STAGES or not; either way the Terraform declares it.
+EVENT_QUEUES = ("job-events",)
+ALL_QUEUES = tuple(dict.fromkeys((*STAGES, *EVENT_QUEUES)))
+
+# Which function consumes each queue (merge, notify and job-events through an SQS trigger; the
+# pump receives from the submit queue itself).
+QUEUE_CONSUMERS = {
+    "merge": "merger",
+    "submit": "pump",
+    "notify": "notifier",
+    "job-events": "job_events",
+}
+TRIGGERED_BY_QUEUE = {
+    "merger": "merge_queue",
+    "notifier": "notify_queue",
+    "job_events": "job_events_queue",
+}
 
 EXPECTED_HANDLERS = {
     "webhook": "services.webhook.handler.lambda_handler",
@@ -54,6 +70,7 @@ EXPECTED_HANDLERS = {
     "pump": "services.submitter.handler.pump_handler",
     "reconciler": "services.submitter.handler.reconciler_handler",
     "notifier": "services.notifier.handler.lambda_handler",
+    "job_events": "services.submitter.handler.job_events_handler",
 }
 
 # Terraform unit (module call in terraform/) -> the settings class its environment must match.
@@ -65,6 +82,7 @@ SETTINGS_OF_UNIT = {
     "pump": "SubmitterSettings",
     "reconciler": "ReconcilerSettings",
     "notifier": "NotifierSettings",
+    "job_events": "JobEventsSettings",
 }
 # Read by the logging library (Powertools), not by a settings class; set on every unit.
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
@@ -134,11 +152,18 @@ def modules_with_source(source: str) -> dict[str, dict[str, Any]]:
 
 
 class Scope:
-    """Evaluates literals, var.* (defaults, or given values) and local.* of one module."""
+    """Evaluates literals, var.* (defaults, or given values) and local.* of one module (as
+    written, or given values for locals that come from data sources or functions)."""
 
-    def __init__(self, path: Path, var_values: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        var_values: dict[str, Any] | None = None,
+        local_values: dict[str, Any] | None = None,
+    ) -> None:
         self.path = path
         self.var_values = var_values or {}
+        self.local_values = local_values or {}
 
     def lookup(self, expression: str) -> Any:
         """The raw HCL value a var.* or local.* reference points at (not evaluated further)."""
@@ -154,6 +179,8 @@ class Scope:
                 if "default" not in declared:
                     raise Unresolved(expression)
                 value = declared["default"]
+        elif name in self.local_values:
+            value = self.local_values[name]
         else:
             value = locals_of(self.path)[name]
         for key in filter(None, rest.split(".")):
@@ -216,6 +243,8 @@ def test_recordings_table_matches_the_sandbox_schema() -> None:
         gsi["name"]: (gsi["hash_key"], gsi.get("range_key"), gsi["projection_type"])
         for gsi in table["global_secondary_index"]
     }
+    # Provider neutral: a Symbl job id or a Transcribe job name leads to its meeting.
+    assert declared_indexes["by-job"] == ("job_id", None, "KEYS_ONLY")
     expected_indexes = {
         gsi["IndexName"]: index_shape(gsi["KeySchema"], gsi["Projection"]["ProjectionType"])
         for gsi in schema["GlobalSecondaryIndexes"]
@@ -271,10 +300,10 @@ def queue_modules_by_stage() -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def test_every_stage_has_a_queue_module() -> None:
-    assert set(queue_modules_by_stage()) == set(STAGES)
+    assert set(queue_modules_by_stage()) == set(ALL_QUEUES)
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", ALL_QUEUES)
 def test_queue_and_dlq_names_follow_stack_names(stage: str) -> None:
     _, call = queue_modules_by_stage()[stage]
     queue_name = ROOT_SCOPE.evaluate(call["name"])
@@ -287,7 +316,7 @@ def test_queue_and_dlq_names_follow_stack_names(stage: str) -> None:
     assert dlq_name == NAMES.dlq(stage)
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", ALL_QUEUES)
 def test_redrive_after_max_receive_count(stage: str) -> None:
     _, call = queue_modules_by_stage()[stage]
     module_scope = Scope(MODULES / "queue")
@@ -306,11 +335,13 @@ def test_redrive_after_max_receive_count(stage: str) -> None:
         assert queue_resources[("aws_sqs_queue", name)]["sqs_managed_sse_enabled"] is True
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", ALL_QUEUES)
 def test_visibility_timeout_is_the_sandbox_s_and_six_times_the_consumer_s(stage: str) -> None:
     _, call = queue_modules_by_stage()[stage]
     visibility = ROOT_SCOPE.evaluate(call["visibility_timeout_seconds"])
-    assert visibility == QUEUE_VISIBILITY_SECONDS[stage]
+    # The sandbox declares every stage's; an event queue's only once the sandbox plays it.
+    if stage in STAGES or stage in QUEUE_VISIBILITY_SECONDS:
+        assert visibility == QUEUE_VISIBILITY_SECONDS[stage]
 
     consumer = labelled(TERRAFORM, "module")[QUEUE_CONSUMERS[stage]]
     consumer_timeout = ROOT_SCOPE.evaluate(consumer["timeout_seconds"])
@@ -557,30 +588,395 @@ def test_ses_configuration_set_and_alerts_topic_follow_stack_names() -> None:
         assert ROOT_SCOPE.evaluate(declared[(rtype, name)][attribute]) == sandbox_name
 
 
+def settings_of_unit(unit: str, scope: Scope = ROOT_SCOPE) -> BaseSettings:
+    """The unit's settings class built from its Terraform environment, as the function would at
+    start. Values this evaluator cannot compute (resource attributes, function calls) become a
+    placeholder in a text field and the code's default otherwise."""
+    cls = getattr(settings_module, SETTINGS_OF_UNIT[unit])
+    fields = cls.model_fields
+    values: dict[str, Any] = {}
+    for variable, raw in unit_environment(unit).items():
+        name = variable.lower()
+        if name not in fields:
+            continue
+        try:
+            value = scope.evaluate(raw)
+        except Unresolved:
+            value = None
+        if value is None or "${" in str(value):
+            if fields[name].annotation is str:
+                values[name] = f"placeholder-{name}"
+            continue
+        values[name] = value
+    return cls.model_validate(values)
+
+
 def test_the_pump_s_last_submission_ends_inside_its_lambda_timeout() -> None:
     """A pump starts no submission after PUMP_MAX_SECONDS; the last one (token, submission,
     status check, each with the client's retry budget and timeouts) must still end before
     Lambda stops the function, or a job Symbl accepted could go unrecorded."""
-    environment = unit_environment("pump")
-    values = {
-        key.lower(): ROOT_SCOPE.evaluate(value)
-        for key, value in environment.items()
-        if not isinstance(value, str) or "${" not in value or "local." in value
-    }
-    known = settings_module.SubmitterSettings.model_fields
-    settings = settings_module.SubmitterSettings.model_validate(
-        {
-            **{
-                name: "placeholder-value"
-                for name, field in known.items()
-                if field.is_required() and name not in values
-            },
-            **{k: v for k, v in values.items() if k in known and not str(v).startswith("${")},
-        }
-    )
+    settings = settings_of_unit("pump")
+    assert isinstance(settings, settings_module.SubmitterSettings)
     timeout = ROOT_SCOPE.evaluate(ROOT_SCOPE.lookup("local.function_timeouts"))["pump"]
     assert settings.pump_max_seconds == 60
     assert settings.pump_worst_case_seconds <= timeout, (
         f"PUMP_MAX_SECONDS {settings.pump_max_seconds} + worst-case submission "
         f"{settings.symbl_worst_case_seconds(2)} s > the pump's {timeout} s timeout"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# (i) the speech provider: its settings, the Transcribe job names, the AWS-only IAM, Bedrock
+# ---------------------------------------------------------------------------------------------
+
+# What data sources give in a real account; the locals built from them are evaluated with these.
+ACCOUNT = {"partition": "aws", "region": "eu-west-1", "account_id": "111122223333"}
+AWS_SPEECH_UNITS = {"pump", "reconciler", "notifier"}
+
+
+def speech_units() -> set[str]:
+    return {
+        unit
+        for unit, name in SETTINGS_OF_UNIT.items()
+        if issubclass(getattr(settings_module, name), settings_module.SpeechSettings)
+    }
+
+
+def test_every_speech_unit_knows_the_provider_and_the_stack_name() -> None:
+    """SPEECH_PROVIDER and STACK_NAME come from the variables wherever SpeechSettings is read:
+    one provider for the whole stack, and job names the rule and IAM match."""
+    assert speech_units() == {"webhook", "pump", "reconciler", "notifier", "job_events"}
+    for unit in speech_units():
+        environment = unit_environment(unit)
+        assert environment["SPEECH_PROVIDER"] == "${var.speech_provider}", unit
+        assert environment["STACK_NAME"] == "${var.name_prefix}", unit
+        # The secret always exists; the code requires its ARN with "symbl".
+        assert "symbl-credentials" in environment["SYMBL_CREDENTIALS_SECRET_ARN"], unit
+
+
+def test_each_unit_gets_the_speech_settings_it_uses() -> None:
+    pump, reconciler, notifier = (unit_environment(u) for u in ("pump", "reconciler", "notifier"))
+    assert pump["TRANSCRIBE_CONCURRENCY_LIMIT"] == "${tostring(var.transcribe_concurrency_limit)}"
+    assert reconciler["TRANSCRIBE_CONCURRENCY_LIMIT"] == pump["TRANSCRIBE_CONCURRENCY_LIMIT"]
+    assert pump["TRANSCRIBE_LANGUAGE_CODE"] == "${var.transcribe_language_code}"
+    # The pump starts the jobs, so it names the key Transcribe encrypts the transcripts with.
+    assert pump["TRANSCRIPT_KMS_KEY_ARN"] == "${aws_kms_key.speech.arn}"
+    assert notifier["BEDROCK_MODEL_ID"] == "${var.bedrock_model_id}"
+    assert notifier["BEDROCK_CONTEXT_TOKENS"] == "${tostring(var.bedrock_context_tokens)}"
+    assert notifier["BEDROCK_MAX_OUTPUT_TOKENS"] == "${tostring(var.bedrock_max_output_tokens)}"
+
+
+def test_speech_variables_default_to_the_code_s_defaults() -> None:
+    """A stack deployed with the defaults runs as the code would without the variable set."""
+    variables = labelled(TERRAFORM, "variable")
+    speech = settings_module.SpeechSettings.model_fields
+    submitter = settings_module.SubmitterSettings.model_fields
+    expected = {
+        "speech_provider": speech["speech_provider"].default,
+        "transcribe_language_code": speech["transcribe_language_code"].default,
+        "bedrock_model_id": speech["bedrock_model_id"].default,
+        "bedrock_context_tokens": speech["bedrock_context_tokens"].default,
+        "bedrock_max_output_tokens": speech["bedrock_max_output_tokens"].default,
+        "transcribe_concurrency_limit": submitter["transcribe_concurrency_limit"].default,
+        "symbl_concurrency_limit": submitter["symbl_concurrency_limit"].default,
+    }
+    assert {name: variables[name]["default"] for name in expected} == expected
+
+
+def test_speech_provider_variable_accepts_exactly_the_code_s_providers() -> None:
+    annotation = settings_module.SpeechSettings.model_fields["speech_provider"].annotation
+    (validation,) = labelled(TERRAFORM, "variable")["speech_provider"]["validation"]
+    match = re.fullmatch(
+        r"\$\{contains\(\[(.*)\], var\.speech_provider\)\}", validation["condition"]
+    )
+    assert match, validation["condition"]
+    assert set(re.findall(r'"(\w+)"', match[1])) == set(get_args(annotation))
+
+
+@pytest.mark.parametrize("provider", ["symbl", "aws"])
+@pytest.mark.parametrize("unit", sorted(SETTINGS_OF_UNIT))
+def test_every_environment_starts_its_service_with_either_provider(
+    unit: str, provider: str
+) -> None:
+    """The settings class accepts what Terraform sets, defaults included (a STACK_NAME the job
+    names allow, output tokens within the context window, the secret ARN Symbl needs)."""
+    scope = Scope(TERRAFORM, {"name_prefix": PREFIX, "speech_provider": provider})
+    settings = settings_of_unit(unit, scope)
+    if unit in speech_units():
+        assert isinstance(settings, settings_module.SpeechSettings)
+        assert settings.speech_provider == provider
+        assert settings.stack_name == PREFIX
+
+
+def _root_scope_in_account(**var_values: Any) -> Scope:
+    return Scope(TERRAFORM, {"name_prefix": PREFIX, **var_values}, dict(ACCOUNT))
+
+
+def test_transcribe_rule_matches_exactly_our_jobs_and_the_code_names_them_so() -> None:
+    """The rule, the IAM job ARNs and the code's job names agree on "<STACK_NAME>-"."""
+    scope = _root_scope_in_account()
+    prefix = scope.evaluate(scope.lookup("local.transcribe_job_name_prefix"))
+    assert prefix == f"{PREFIX}-"
+
+    rule = resources(TERRAFORM)[("aws_cloudwatch_event_rule", "transcribe_job_events")]
+    assert rule["event_pattern"] == "${jsonencode(local.transcribe_job_events_pattern)}"
+    assert "schedule_expression" not in rule and "event_bus_name" not in rule  # the default bus
+    pattern = scope.evaluate(scope.lookup("local.transcribe_job_events_pattern"))
+    assert pattern == {
+        "source": ["aws.transcribe"],
+        "detail-type": ["Transcribe Job State Change"],
+        "detail": {
+            "TranscriptionJobStatus": ["COMPLETED", "FAILED"],
+            "TranscriptionJobName": [{"prefix": prefix}],
+        },
+    }
+
+    job_arn = scope.evaluate(scope.lookup("local.transcribe_job_arn"))
+    assert job_arn == f"arn:aws:transcribe:eu-west-1:111122223333:transcription-job/{prefix}*"
+
+    # The code's names (services/core/speech/aws.py) with the stack name Terraform gives it.
+    stack_name = unit_environment("pump")["STACK_NAME"]
+    aws_speech = importlib.import_module("services.core.speech.aws")
+    name = aws_speech.job_name(ROOT_SCOPE.evaluate(stack_name), "aBc/dE+f==", 1)
+    assert name.startswith(prefix), name
+    assert fnmatchcase(
+        f"arn:aws:transcribe:eu-west-1:111122223333:transcription-job/{name}", job_arn
+    )
+    assert re.fullmatch(r"[0-9a-zA-Z._-]{1,200}", name), f"not a Transcribe job name: {name}"
+
+
+def _documents() -> dict[str, dict[str, Any]]:
+    return {name: body for (kind, name), body in resources(TERRAFORM, "data").items()}
+
+
+def _document_name(reference: str) -> str:
+    match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", reference)
+    assert match, reference
+    return match[1]
+
+
+def _statements(names: list[str]) -> list[dict[str, Any]]:
+    documents = _documents()
+    found = []
+    for name in names:
+        found += documents[name].get("statement", [])
+        assert "dynamic" not in documents[name], f"{name}: a role's statements are written out"
+    return found
+
+
+def aws_speech_capabilities() -> dict[str, dict[str, str]]:
+    """Module call -> capability -> document name, of what only speech_provider "aws" attaches."""
+    return {
+        unit: {capability: _document_name(ref) for capability, ref in capabilities.items()}
+        for unit, capabilities in locals_of(TERRAFORM)["aws_speech_policy_documents"].items()
+    }
+
+
+def test_aws_speech_permissions_are_attached_only_with_the_aws_provider() -> None:
+    """With "symbl" every role is what it was: the AWS provider's documents reach a role only
+    through extra_policy_documents, guarded by local.aws_speech, and the module attaches them."""
+    assert locals_of(TERRAFORM)["aws_speech"] == '${var.speech_provider == "aws"}'
+    capabilities = aws_speech_capabilities()
+    assert set(capabilities) == AWS_SPEECH_UNITS
+    functions = modules_with_source(LAMBDA_MODULE_SOURCE)
+    guarded = {
+        name: call["extra_policy_documents"]
+        for name, call in functions.items()
+        if "extra_policy_documents" in call
+    }
+    assert guarded == {
+        unit: f"${{local.aws_speech ? local.aws_speech_policy_documents.{unit} : {{}}}}"
+        for unit in AWS_SPEECH_UNITS
+    }
+    policies = resources(MODULES / "lambda_service")[("aws_iam_role_policy", "capabilities")]
+    assert "var.extra_policy_documents" in policies["for_each"]
+
+    # Nothing attached with either provider reaches Transcribe (but job-events' status check),
+    # Bedrock, the transcripts or their key.
+    for name, call in functions.items():
+        always = [_document_name(ref) for ref in call["policy_documents"].values()]
+        for statement in _statements(always):
+            text = str(statement)
+            if name == "job_events" and statement["actions"] == ["transcribe:GetTranscriptionJob"]:
+                assert statement["resources"] == ["${local.transcribe_job_arn}"]
+                continue
+            assert "transcribe:" not in text and "bedrock:" not in text, (name, statement)
+            assert "transcripts" not in text and "aws_kms_key.speech" not in text, (name, text)
+    for unit, documents in capabilities.items():
+        always = {_document_name(ref) for ref in functions[unit]["policy_documents"].values()}
+        assert not always & set(documents.values()), unit
+
+
+def _allowed(unit: str) -> set[tuple[str, str]]:
+    return {
+        (action, resource)
+        for statement in _statements(list(aws_speech_capabilities()[unit].values()))
+        for action in statement["actions"]
+        for resource in (
+            [statement["resources"]]
+            if isinstance(statement["resources"], str)
+            else statement["resources"]
+        )
+    }
+
+
+def test_aws_speech_permissions_are_exactly_what_each_role_does() -> None:
+    job = "${local.transcribe_job_arn}"
+    transcripts = "${local.media_object_arn.transcripts}"
+    key = "${aws_kms_key.speech.arn}"
+    assert ROOT_SCOPE.lookup("local.media_prefixes")["transcripts"] == "transcripts/"
+    assert _allowed("pump") == {
+        ("transcribe:StartTranscriptionJob", job),
+        ("transcribe:GetTranscriptionJob", job),
+        ("s3:PutObject", transcripts),  # Transcribe writes with the caller's rights
+        ("kms:Encrypt", key),
+        ("kms:GenerateDataKey", key),
+        ("kms:DescribeKey", key),
+    }
+    assert _allowed("reconciler") == {("transcribe:GetTranscriptionJob", job)}
+    assert _allowed("notifier") == {
+        ("s3:GetObject", transcripts),
+        ("kms:Decrypt", key),
+        ("transcribe:DeleteTranscriptionJob", job),
+        ("bedrock:InvokeModel", "${local.bedrock_model_arns}"),
+    }
+    # The notifier decrypts only through S3 (reading a transcript), never directly.
+    (decrypt,) = [
+        s
+        for s in _statements(list(aws_speech_capabilities()["notifier"].values()))
+        if s["actions"] == ["kms:Decrypt"]
+    ]
+    assert decrypt["condition"] == [
+        {
+            "test": "StringEquals",
+            "variable": "kms:ViaService",
+            "values": ["s3.${local.region}.${local.dns_suffix}"],
+        }
+    ]
+
+
+def test_transcript_key_lets_the_pump_encrypt_and_the_notifier_decrypt_only_with_aws() -> None:
+    declared = resources(TERRAFORM)
+    key = declared[("aws_kms_key", "speech")]
+    assert key["enable_key_rotation"] is True
+    assert key["policy"] == "${data.aws_iam_policy_document.speech_key.json}"
+    document = _documents()["speech_key"]
+    grants = {}
+    for block in document["dynamic"]:
+        (dynamic,) = block["statement"]["content"]
+        assert re.fullmatch(
+            r'\$\{local\.aws_speech \? \["\w+"\] : \[\]\}', block["statement"]["for_each"]
+        )
+        (principal,) = dynamic["principals"]
+        grants[principal["identifiers"][0]] = sorted(dynamic["actions"])
+    assert grants == {
+        "${module.pump.role_arn}": ["kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+        "${module.notifier.role_arn}": ["kms:Decrypt"],
+    }
+    # Always there: the account administers it (through IAM), as the stack's other key.
+    (always,) = document["statement"]
+    assert always["actions"] == ["kms:*"]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "expected"),
+    [
+        (
+            "amazon.nova-lite-v1:0",
+            ["arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0"],
+        ),
+        (
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+            [
+                "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0"
+            ],
+        ),
+        (
+            "us.amazon.nova-lite-v1:0",
+            [
+                "arn:aws:bedrock:eu-west-1:111122223333:inference-profile/us.amazon.nova-lite-v1:0",
+                "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0",
+            ],
+        ),
+        (
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            [
+                "arn:aws:bedrock:eu-west-1:111122223333:inference-profile/"
+                "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "arn:aws:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",
+            ],
+        ),
+        (
+            "eu.amazon.nova-pro-v1:0",
+            [
+                "arn:aws:bedrock:eu-west-1:111122223333:inference-profile/eu.amazon.nova-pro-v1:0",
+                "arn:aws:bedrock:*::foundation-model/amazon.nova-pro-v1:0",
+            ],
+        ),
+        (
+            "apac.amazon.nova-micro-v1:0",
+            [
+                "arn:aws:bedrock:eu-west-1:111122223333:inference-profile/apac.amazon.nova-micro-v1:0",
+                "arn:aws:bedrock:*::foundation-model/amazon.nova-micro-v1:0",
+            ],
+        ),
+        # A provider name that merely starts like a geography is no profile, nor is an id that
+        # holds one further in.
+        ("usx.model-v1:0", ["arn:aws:bedrock:eu-west-1::foundation-model/usx.model-v1:0"]),
+        (
+            "acme.campus.model-v1:0",
+            ["arn:aws:bedrock:eu-west-1::foundation-model/acme.campus.model-v1:0"],
+        ),
+    ],
+)
+def test_bedrock_grant_is_exactly_the_configured_model(model_id: str, expected: list[str]) -> None:
+    """The notifier may invoke the model it is configured with, nothing else: a plain id is the
+    foundation model in the Region; a geographic prefix names an inference profile, which needs
+    the profile and the foundation model in every Region it routes to. The locals are evaluated
+    as Terraform would (the prefix regex is applied as written; its functions are checked)."""
+    written = locals_of(TERRAFORM)
+    regex = re.fullmatch(
+        r'\$\{try\(regex\("(.+)", var\.bedrock_model_id\), ""\)\}',
+        written["bedrock_profile_prefix"],
+    )
+    assert regex, written["bedrock_profile_prefix"]
+    assert written["bedrock_foundation_model_id"] == (
+        "${trimprefix(var.bedrock_model_id, local.bedrock_profile_prefix)}"
+    )
+    assert written["bedrock_model_kind"] == (
+        '${local.bedrock_profile_prefix == "" ? "foundation_model" : "inference_profile"}'
+    )
+    assert written["bedrock_model_arns"] == (
+        "${local.bedrock_model_arns_by_kind[local.bedrock_model_kind]}"
+    )
+    pattern = regex[1].replace("\\\\", "\\")  # an HCL string literal: "\\." is the regex \.
+    found = re.search(pattern, model_id)  # Terraform's regex finds anywhere unless anchored
+    prefix = found[0] if found else ""
+    kind = "foundation_model" if prefix == "" else "inference_profile"
+    scope = Scope(
+        TERRAFORM,
+        {"name_prefix": PREFIX, "bedrock_model_id": model_id},
+        {**ACCOUNT, "bedrock_foundation_model_id": model_id.removeprefix(prefix)},
+    )
+    arns = scope.evaluate(scope.lookup("local.bedrock_model_arns_by_kind"))[kind]
+    assert arns == expected
+
+    (statement,) = _documents()["notifier_invoke_insights_model"]["statement"]
+    assert statement["actions"] == ["bedrock:InvokeModel"]
+    assert statement["resources"] == "${local.bedrock_model_arns}"
+
+
+def test_transcripts_expire_with_the_merged_audio() -> None:
+    lifecycle = resources(TERRAFORM)[("aws_s3_bucket_lifecycle_configuration", "media")]
+    rules = {rule["id"]: rule for rule in lifecycle["rule"]}
+    transcripts = rules["expire-transcripts"]
+    assert transcripts["status"] == "Enabled"
+    assert transcripts["filter"] == [{"prefix": "${local.media_prefixes.transcripts}"}]
+    assert transcripts["expiration"] == rules["expire-merged-audio"]["expiration"]
+
+
+def test_transcripts_go_where_the_terraform_expects_them() -> None:
+    """Lifecycle, the pump's write grant and the notifier's read grant follow the prefix the
+    code gives Transcribe (OutputKey)."""
+    aws_speech = importlib.import_module("services.core.speech.aws")
+    assert ROOT_SCOPE.lookup("local.media_prefixes")["transcripts"] == aws_speech.TRANSCRIPTS_PREFIX

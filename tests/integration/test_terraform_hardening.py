@@ -1,8 +1,10 @@
 """Hardening and apply order in the Terraform, read from the HCL (no provider, no AWS).
 
-- Every SQS queue and DLQ refuses requests that do not use TLS, in its one queue policy.
+- Every SQS queue and DLQ refuses requests that do not use TLS, in its one queue policy; only the
+  Transcribe job-events rule may send to the job-events queue (and its DLQ) from outside IAM.
 - Every DynamoDB table is encrypted with the stack's customer managed key, and every role that
-  touches a table may decrypt with that key through DynamoDB only.
+  touches a table may decrypt with that key through DynamoDB only. Each key rotates and is
+  administered through IAM.
 - No secret is declared that no service reads, and none is read that is not declared.
 - Every Lambda function is ordered after the ECR repository policy that lets Lambda pull its image.
 - The region and the secrets' recovery window are validated variables that the provider and every
@@ -113,6 +115,53 @@ def test_every_queue_has_one_policy_that_denies_requests_without_tls(queue: str)
     ), f"aws_sqs_queue.{queue}: no statement denies sqs:* without aws:SecureTransport"
 
 
+def test_only_the_transcribe_rule_may_send_to_the_job_events_queue_and_its_dlq() -> None:
+    """EventBridge sends as events.amazonaws.com; the queue policy lets it send only on behalf of
+    our rule (aws:SourceArn), to the queue and to the DLQ the rule's target dead-letters into."""
+    calls = labelled(TERRAFORM, "module")
+    senders = {
+        name: call["eventbridge_rule_arns"]
+        for name, call in calls.items()
+        if "eventbridge_rule_arns" in call
+    }
+    assert senders == {
+        "job_events_queue": ["${aws_cloudwatch_event_rule.transcribe_job_events.arn}"]
+    }
+
+    document = resources(QUEUE_MODULE, "data")[("aws_iam_policy_document", "queue_policy")]
+    assert set(document["for_each"]) == {"queue", "dlq"}  # both carry the statement
+    (dynamic,) = document["dynamic"]
+    assert dynamic["statement"]["for_each"] == (
+        '${length(var.eventbridge_rule_arns) > 0 ? ["EventBridgeRulesSend"] : []}'
+    )
+    (statement,) = dynamic["statement"]["content"]
+    assert statement.get("effect", "Allow") == "Allow"
+    assert statement["actions"] == ["sqs:SendMessage"]
+    assert statement["resources"] == ["${each.value}"]
+    assert statement["principals"] == [{"type": "Service", "identifiers": ["events.amazonaws.com"]}]
+    assert statement["condition"] == [
+        {"test": "ArnEquals", "variable": "aws:SourceArn", "values": "${var.eventbridge_rule_arns}"}
+    ]
+    # SSE-SQS, which EventBridge writes without a key grant (a customer key would need one).
+    for queue in ("this", "dlq"):
+        declared = resources(QUEUE_MODULE)[("aws_sqs_queue", queue)]
+        assert declared["sqs_managed_sse_enabled"] is True and "kms_master_key_id" not in declared
+
+
+def test_the_transcribe_rule_delivers_to_the_job_events_queue_or_its_dlq() -> None:
+    target = resources(TERRAFORM)[("aws_cloudwatch_event_target", "transcribe_job_events")]
+    assert target["rule"] == "${aws_cloudwatch_event_rule.transcribe_job_events.name}"
+    assert target["arn"] == "${module.job_events_queue.arn}"
+    assert "role_arn" not in target  # SQS targets use the queue policy
+    assert target["dead_letter_config"] == [{"arn": "${module.job_events_queue.dlq_arn}"}]
+    (retry,) = target["retry_policy"]
+    assert retry["maximum_event_age_in_seconds"] >= 3600 and retry["maximum_retry_attempts"] > 0
+    assert "${module.job_events_queue}" in target["depends_on"]
+    # The function consumes that queue.
+    consumer = modules_with_source(LAMBDA_MODULE_SOURCE)["job_events"]
+    assert consumer["sqs_event_source"]["queue_arn"] == "${module.job_events_queue.arn}"
+
+
 def test_no_other_queue_policy_anywhere() -> None:
     """A queue has one policy: a second aws_sqs_queue_policy elsewhere would replace this one."""
     for path in module_dirs():
@@ -127,25 +176,32 @@ def test_no_other_queue_policy_anywhere() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_the_stack_has_one_customer_managed_key_that_delegates_to_iam() -> None:
-    keys = [name for rtype, name in resources(TERRAFORM) if rtype == "aws_kms_key"]
-    assert keys == ["observability"]
-    key = resources(TERRAFORM)[("aws_kms_key", "observability")]
-    assert key["enable_key_rotation"] is True
-    policy = reference_of(key["policy"])
+def _key_statements(key: str) -> list[dict[str, Any]]:
+    policy = reference_of(resources(TERRAFORM)[("aws_kms_key", key)]["policy"])
     name = re.fullmatch(r"data\.aws_iam_policy_document\.(\w+)\.json", policy)
     assert name, policy
-    statements = resources(TERRAFORM, "data")[("aws_iam_policy_document", name[1])]["statement"]
-    # The account's IAM policies decide who uses the key (the roles' grants in iam.tf count).
-    assert any(
-        s["actions"] == ["kms:*"]
-        and s["principals"][0]["identifiers"]
-        == ["arn:${local.partition}:iam::${local.account_id}:root"]
-        for s in statements
-    )
+    statements: list[dict[str, Any]] = resources(TERRAFORM, "data")[
+        ("aws_iam_policy_document", name[1])
+    ]["statement"]
+    return statements
+
+
+def test_the_stack_s_customer_managed_keys_rotate_and_delegate_to_iam() -> None:
+    """The stack's key (logs, alerts, tables) and the transcript key (speech.tf)."""
+    keys = sorted(name for rtype, name in resources(TERRAFORM) if rtype == "aws_kms_key")
+    assert keys == ["observability", "speech"]
+    for key in keys:
+        assert resources(TERRAFORM)[("aws_kms_key", key)]["enable_key_rotation"] is True, key
+        # The account's IAM policies decide who uses the key (the roles' grants in iam.tf count).
+        assert any(
+            s["actions"] == ["kms:*"]
+            and s["principals"][0]["identifiers"]
+            == ["arn:${local.partition}:iam::${local.account_id}:root"]
+            for s in _key_statements(key)
+        ), key
     assert any(
         s["principals"][0] == {"type": "Service", "identifiers": ["dynamodb.amazonaws.com"]}
-        for s in statements
+        for s in _key_statements("observability")
     ), "the key policy lets DynamoDB read the key's metadata"
 
 
@@ -158,11 +214,15 @@ def test_every_table_is_encrypted_with_the_stack_s_key(table: str) -> None:
 
 
 def _role_documents() -> dict[str, list[str]]:
-    """Every function's and the task's policy document names (root data sources)."""
+    """Every function's and the task's policy document names (root data sources), those only the
+    AWS speech provider attaches (extra_policy_documents) included."""
     roles: dict[str, list[str]] = {}
     calls = {**modules_with_source(LAMBDA_MODULE_SOURCE), **modules_with_source(TASK_MODULE_SOURCE)}
+    aws_speech = locals_of(TERRAFORM)["aws_speech_policy_documents"]
     for name, call in calls.items():
         documents = call.get("policy_documents") or call.get("task_policy_documents")
+        if "extra_policy_documents" in call:
+            documents = {**documents, **aws_speech[name]}
         roles[name] = []
         for reference in documents.values():
             match = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", reference)
@@ -174,7 +234,9 @@ def _role_documents() -> dict[str, list[str]]:
 def test_every_role_that_touches_a_table_may_decrypt_through_dynamodb_only() -> None:
     documents = resources(TERRAFORM, "data")
     roles = _role_documents()
-    assert set(roles) >= {"webhook", "merger", "pump", "reconciler", "notifier", "merger_task"}
+    assert set(roles) >= {
+        *("webhook", "merger", "pump", "reconciler", "notifier", "job_events", "merger_task")
+    }
     for role, names in roles.items():
         statements = [
             s for n in names for s in documents[("aws_iam_policy_document", n)]["statement"]

@@ -3,6 +3,8 @@
 
 locals {
   consumes_queue = var.sqs_event_source != null
+  # A capability named twice would silently keep one of the two documents.
+  capability_names_clash = length(setintersection(keys(var.policy_documents), keys(var.extra_policy_documents))) > 0
 
   # Capabilities this module derives from its own inputs; the caller's documents come on top.
   own_policy_documents = merge(
@@ -72,11 +74,18 @@ data "aws_iam_policy_document" "write_traces" {
 }
 
 resource "aws_iam_role_policy" "capabilities" {
-  for_each = merge(local.own_policy_documents, var.policy_documents)
+  for_each = merge(local.own_policy_documents, var.policy_documents, var.extra_policy_documents)
 
   name   = each.key
   role   = aws_iam_role.this.id
   policy = each.value
+
+  lifecycle {
+    precondition {
+      condition     = !local.capability_names_clash
+      error_message = "${var.function_name}: policy_documents and extra_policy_documents name the same capability."
+    }
+  }
 }
 
 resource "aws_lambda_function" "this" {

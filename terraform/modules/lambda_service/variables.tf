@@ -91,6 +91,12 @@ variable "policy_documents" {
   description = "IAM policy documents (JSON) attached to the function's role as inline policies, keyed by capability (for example read-recordings)."
 }
 
+variable "extra_policy_documents" {
+  type        = map(string)
+  description = "More capability documents like policy_documents, for those the caller attaches only in some configurations (for example only with one speech provider): a map that may be empty. Its keys must differ from policy_documents'."
+  default     = {}
+}
+
 variable "log_retention_days" {
   type        = number
   description = "Retention of the function's log group in days."

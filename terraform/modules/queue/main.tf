@@ -37,14 +37,23 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
   })
 }
 
-# TLS only, on the queue and its DLQ: every request over plain HTTP is refused, whoever signs it
-# (the merge queue's messages carry Zoom's download_token). AWS's advice for SQS: "Enforce
-# encryption of data in transit" with aws:SecureTransport in the queue policy
+# The queue policy of the queue and of its DLQ.
+#
+# TLS only: every request over plain HTTP is refused, whoever signs it (the merge queue's messages
+# carry Zoom's download_token). AWS's advice for SQS: "Enforce encryption of data in transit" with
+# aws:SecureTransport in the queue policy
 # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-security-best-practices.html).
+#
+# EventBridge rules (var.eventbridge_rule_arns) may send, each only as itself: aws:SourceArn is the
+# rule's ARN (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html),
+# to the queue and to the DLQ, which a rule's target may name as its dead-letter queue. The queues
+# use SSE-SQS, which EventBridge can write without a key grant (a customer managed key would need
+# kms:GenerateDataKey and kms:Decrypt for events.amazonaws.com in its key policy).
+#
 # A queue has one policy (its Policy attribute): this module owns it, so nothing else may set
 # `policy` on these queues or attach another aws_sqs_queue_policy; a statement anything needs
 # later goes into this document. The redrive allow policy above is a separate attribute.
-data "aws_iam_policy_document" "tls_only" {
+data "aws_iam_policy_document" "queue_policy" {
   for_each = {
     queue = aws_sqs_queue.this.arn
     dlq   = aws_sqs_queue.dlq.arn
@@ -67,8 +76,31 @@ data "aws_iam_policy_document" "tls_only" {
       values   = ["false"]
     }
   }
+
+  dynamic "statement" {
+    for_each = length(var.eventbridge_rule_arns) > 0 ? ["EventBridgeRulesSend"] : []
+
+    content {
+      sid       = statement.value
+      actions   = ["sqs:SendMessage"]
+      resources = [each.value]
+
+      principals {
+        type        = "Service"
+        identifiers = ["events.amazonaws.com"]
+      }
+
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = var.eventbridge_rule_arns
+      }
+    }
+  }
 }
 
+# The resource keeps its first name, which Terraform state holds (renaming it would replace the
+# policies and leave the queues without one for a moment).
 resource "aws_sqs_queue_policy" "tls_only" {
   for_each = {
     queue = aws_sqs_queue.this.id
@@ -76,7 +108,7 @@ resource "aws_sqs_queue_policy" "tls_only" {
   }
 
   queue_url = each.value
-  policy    = data.aws_iam_policy_document.tls_only[each.key].json
+  policy    = data.aws_iam_policy_document.queue_policy[each.key].json
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {

@@ -41,3 +41,9 @@ variable "alarm_topic_arn" {
   type        = string
   description = "SNS topic that the dead-letter-queue alarm notifies (alarm and recovery)."
 }
+
+variable "eventbridge_rule_arns" {
+  type        = list(string)
+  description = "EventBridge rules that may send to the queue, and to its DLQ as their targets' dead-letter queue (the queue policy allows events.amazonaws.com sqs:SendMessage with aws:SourceArn one of these). Empty: no one outside the account's IAM may send."
+  default     = []
+}
