@@ -65,6 +65,7 @@ from sandbox.fake_symbl import serve as serve_symbl  # noqa: E402
 from sandbox.fingerprint import template_key  # noqa: E402
 from sandbox.registry import MeetingRegistry  # noqa: E402
 from sandbox.synth import SyntheticMeeting, synthesize_meeting  # noqa: E402
+from services.core.speech.provider import JobStatus, Speaker  # noqa: E402
 from services.core.speech.segment_map import (  # noqa: E402
     SegmentMap,
     TimedWord,
@@ -72,10 +73,8 @@ from services.core.speech.segment_map import (  # noqa: E402
     map_speakers,
     speaker_events,
 )
-from services.core.symbl import (  # noqa: E402
+from services.core.speech.symbl import (  # noqa: E402
     AudioSubmission,
-    JobStatus,
-    Speaker,
     SymblClient,
     SymblCredentials,
 )

@@ -817,7 +817,7 @@ class Naive:
 
         from sandbox.http_server import LoopbackServer
         from services.core import aws
-        from services.core.symbl import SymblClient, SymblCredentials
+        from services.core.speech.symbl import SymblClient, SymblCredentials
 
         self.rig = rig
         self.cfg = cfg
@@ -915,7 +915,7 @@ class Naive:
         from services.core.errors import StateConflict, TransientError
         from services.core.queues import SubmitRequest, parse_message
         from services.core.recordings import State
-        from services.core.symbl import ConcurrencyLimitReached
+        from services.core.speech.provider import ConcurrencyLimitReached
         from services.submitter.pump import build_submission
 
         if not self._reserve():
@@ -941,7 +941,7 @@ class Naive:
             return
         with contextlib.suppress(StateConflict):  # the callback may have been first
             self.store.transition(
-                uuid, State.MERGED, State.SUBMITTED, updates={"symbl_job_id": job.job_id}
+                uuid, State.MERGED, State.SUBMITTED, updates={"job_id": job.job_id}
             )
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 

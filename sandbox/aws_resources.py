@@ -10,14 +10,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from services.core import aws
-from services.core.recordings import STATE_INDEX, SYMBL_JOB_INDEX, TTL_ATTRIBUTE
+from services.core.recordings import JOB_INDEX, STATE_INDEX, TTL_ATTRIBUTE
 
 # Receive count after which a message moves to its queue's DLQ.
 MAX_RECEIVE_COUNT = 5
 
 # Visibility timeouts are at least six times the consumer's function timeout (AWS's advice for
 # Lambda event sources); the Terraform sets the same numbers from the function timeouts.
-QUEUE_VISIBILITY_SECONDS = {"merge": 5400, "submit": 900, "notify": 720}
+QUEUE_VISIBILITY_SECONDS = {"merge": 5400, "submit": 900, "notify": 720, "job-events": 360}
 
 RECORDINGS_TABLE_SCHEMA: dict[str, Any] = {
     "KeySchema": [{"AttributeName": "meeting_uuid", "KeyType": "HASH"}],
@@ -25,7 +25,7 @@ RECORDINGS_TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "meeting_uuid", "AttributeType": "S"},
         {"AttributeName": "state", "AttributeType": "S"},
         {"AttributeName": "state_since", "AttributeType": "S"},
-        {"AttributeName": "symbl_job_id", "AttributeType": "S"},
+        {"AttributeName": "job_id", "AttributeType": "S"},
     ],
     "GlobalSecondaryIndexes": [
         {
@@ -37,8 +37,8 @@ RECORDINGS_TABLE_SCHEMA: dict[str, Any] = {
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         },
         {
-            "IndexName": SYMBL_JOB_INDEX,
-            "KeySchema": [{"AttributeName": "symbl_job_id", "KeyType": "HASH"}],
+            "IndexName": JOB_INDEX,
+            "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         },
     ],
@@ -92,7 +92,8 @@ class StackNames:
         return f"{self.prefix}-alerts"
 
 
-STAGES = ("merge", "submit", "notify")
+# The stage queues, and the queue Transcribe's job events reach through the EventBridge rule.
+STAGES = ("merge", "submit", "notify", "job-events")
 # Secret values: the Zoom webhook token and the link-signing key are plain strings; Zoom's S2S
 # credentials are {"account_id", "client_id", "client_secret"}; Symbl's {"app_id", "app_secret"}.
 SECRET_NAMES = (
@@ -124,6 +125,8 @@ class ProvisionedStack:
             "MERGE_QUEUE_URL": self.queue_urls["merge"],
             "SUBMIT_QUEUE_URL": self.queue_urls["submit"],
             "NOTIFY_QUEUE_URL": self.queue_urls["notify"],
+            "JOB_EVENTS_QUEUE_URL": self.queue_urls["job-events"],
+            "STACK_NAME": self.names.prefix,
             "PUMP_FUNCTION_NAME": self.names.function("pump"),
             "ZOOM_WEBHOOK_SECRET_ARN": self.secret_arns["zoom-webhook-secret-token"],
             "ZOOM_S2S_SECRET_ARN": self.secret_arns["zoom-s2s-credentials"],

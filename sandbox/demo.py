@@ -1,25 +1,35 @@
 """`make demo`: synthetic meetings through the whole pipeline on the local stack.
 
-Zoom and Symbl are fakes on loopback and AWS is moto's server; everything else is the product's
-own code, driven by the triggers AWS would fire (see `sandbox/runner.py`). Each meeting has real
-speech (espeak-ng) from speakers who join at different times. The merger keeps only the speech
-(the compact layout, by default): one mono file and a segment map. The fake Symbl recognises what
-was said from that audio alone and bills it as Symbl does (duration x channels); the speakers come
-back through the Speaker Events API, and the email's speakers and times through the segment map,
-so a stretch given to the wrong person or a clipped word would show up in the email. Each
-meeting's billed seconds per meeting second are printed at the end.
+Zoom and the speech provider are fakes on loopback (Symbl by default; `--provider aws`: Amazon
+Transcribe and Bedrock Runtime) and the rest of AWS is moto's server; everything else is the
+product's own code, driven by the triggers AWS would fire (see `sandbox/runner.py`).
+
+Each meeting has real speech (espeak-ng) from speakers who join at different times. The merger
+keeps only the speech (the compact layout, by default): one mono file and a segment map. The
+fake provider recognises what was said from that audio alone and bills it as the real one does
+(Symbl: duration x channels; Transcribe: duration). With Symbl the speakers come back through
+the Speaker Events API; either way the email's speakers and times come through the segment map,
+so a stretch given to the wrong person or a clipped word would show up in the email. With
+`--provider aws` the fake Bedrock extracts the sections from the transcript in its prompt.
+
+At the end each meeting's billed seconds per meeting second are printed (and the model's
+tokens), and each stored document is checked against the meeting's script: speakers, line times
+and sections.
 """
 
 from __future__ import annotations
 
 import argparse
 import email
+import json
+import os
 import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from typing import Any
 
 from sandbox.runner import ROOT, LocalStack, StackOptions
 from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
@@ -53,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="inject faults: Zoom 5xx and cut downloads, duplicate webhooks, Symbl 429s, "
         "dropped and duplicated Symbl callbacks, a failed job and a lost submit answer (that "
         "meeting waits out its job deadline, about two minutes, before it is submitted again)",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=("symbl", "aws"),
+        default="symbl",
+        help="SPEECH_PROVIDER: Symbl (default), or Amazon Transcribe + Bedrock",
     )
     parser.add_argument(
         "--layout",
@@ -98,6 +114,17 @@ def synthesize(args: argparse.Namespace, stack: LocalStack) -> list[SyntheticMee
     return meetings
 
 
+def inject_aws_faults(stack: LocalStack) -> None:
+    """The AWS provider's faults: lost completion events (the reconciler polls), a failed job
+    (submitted again), Bedrock throttling (retried through the queue) and a malformed answer
+    (retried once)."""
+    assert stack.transcribe is not None and stack.bedrock is not None
+    stack.transcribe.lose_events(1)
+    stack.transcribe.fail_next(1)
+    stack.bedrock.throttle_next(2)
+    stack.bedrock.malformed_next(1)
+
+
 def inject_faults(stack: LocalStack, meetings: list[SyntheticMeeting]) -> None:
     first = meetings[0].participants
     stack.zoom.inject("http_500", file_id=first[0].audio.file_id, times=2)
@@ -129,12 +156,17 @@ def follow(stack: LocalStack, uuids: dict[str, str], timeout: float) -> dict[str
         time.sleep(0.5)
 
 
-def save_results(stack: LocalStack, uuids: dict[str, str], out: Path) -> list[str]:
-    """Write each meeting's email (.eml, .html), insights JSON and page; return page URLs."""
+def save_results(
+    stack: LocalStack, uuids: dict[str, str], out: Path, scripts: dict[str, SyntheticMeeting]
+) -> tuple[list[str], int]:
+    """Write each meeting's email (.eml, .html), insights JSON and page, and check the notes
+    against the script; return page URLs and how many meetings' notes were wrong."""
     store = RecordingStore(stack.stack.names.recordings_table)
     emails = stack.sent_emails()
     urls = []
+    wrong = 0
     for uuid, label in uuids.items():
+        problems: list[str] = []
         recording = store.require(uuid)
         folder = out / f"meeting-{list(uuids).index(uuid) + 1}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -147,6 +179,8 @@ def save_results(stack: LocalStack, uuids: dict[str, str], out: Path) -> list[st
                 .read()
             )
             (folder / "insights.json").write_bytes(body)
+            problems = check_notes(scripts[uuid], json.loads(body))
+            wrong += bool(problems)
         for sent in emails:
             raw = sent.get("raw_data")
             if not raw or recording.topic not in _subject(raw):
@@ -172,20 +206,64 @@ def save_results(stack: LocalStack, uuids: dict[str, str], out: Path) -> list[st
             )
         )
         print(f"  {billing_line(stack, recording)}")
+        if recording.insights_key:
+            verdict = "; ".join(problems) if problems else "speakers, times and sections right"
+            print(f"  checked against the script: {verdict}")
         for name in ("email.eml", "email.html", "insights.json", "page.html"):
             path = folder / name
             if path.exists():
                 print(
                     f"  {name:<14} {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
                 )
-    return urls
+    return urls, wrong
+
+
+def check_notes(meeting: SyntheticMeeting, insights: dict[str, Any]) -> list[str]:
+    """What the stored notes get wrong against the meeting's script: a line given to the wrong
+    speaker or placed at the wrong time, a speaker who was not there, a missing section."""
+    problems = []
+    names = {p.name for p in meeting.participants}
+    for utterance in insights.get("transcript", []):
+        said = [line for line in meeting.lines if line.text == utterance["text"]]
+        if not said:
+            continue  # a partly heard line: its words are checked by the tests, not here
+        line = min(said, key=lambda line: abs(line.start - utterance["start_seconds"]))
+        if (
+            utterance["speaker"] != line.speaker
+            or abs(line.start - utterance["start_seconds"]) > 0.5
+        ):
+            problems.append(
+                f"line {utterance['text'][:30]!r}: {utterance['speaker']} at "
+                f"{utterance['start_seconds']:.1f} s, scripted {line.speaker} at {line.start:.1f} s"
+            )
+    strangers = {s["name"] for s in insights.get("speakers", [])} - names
+    if strangers:
+        problems.append(f"speakers who were not there: {sorted(strangers)}")
+    if not insights.get("transcript"):
+        problems.append("no transcript")
+    if not insights.get("summary") and not insights.get("summary_missing"):
+        problems.append("no summary, and no reason given")
+    if insights.get("sections_missing"):
+        problems.append(f"sections missing: {insights['sections_missing']}")
+    return problems
 
 
 def billing_line(stack: LocalStack, recording: Recording) -> str:
     """What the provider billed for the meeting, per second of the meeting."""
     meeting_s = meeting_seconds(recording)
-    conversation = recording.symbl_conversation_id
-    billed = stack.symbl.billed_seconds(conversation) if conversation else 0.0
+    if stack.transcribe is not None:
+        # Every job of the meeting (`<stack>-<meeting key>-<attempt>`), a failed one included.
+        meeting_jobs = (recording.job_id or "?").rsplit("-", 1)[0]
+        billed = float(
+            sum(
+                job.billed_seconds
+                for job in stack.transcribe.billing()
+                if job.job_name.rsplit("-", 1)[0] == meeting_jobs
+            )
+        )
+    else:
+        conversation = recording.conversation_id
+        billed = stack.symbl.billed_seconds(conversation) if conversation else 0.0
     ratio = billed / meeting_s if meeting_s else 0.0
     return (
         f"audio layout {recording.audio_layout or '-'}: {len(recording.tracks)} speaker track(s),"
@@ -228,14 +306,23 @@ def run(args: argparse.Namespace) -> int:
         workdir=args.out / "work",
         reconcile_every_seconds=5.0,
         audio_layout=args.layout,
+        speech_provider=args.provider,
+        transcribe_limit=args.symbl_limit,
     )
     with LocalStack(options) as stack:
         print(f"AWS (moto server)        {stack.aws.endpoint_url}")
         print(f"API (webhook app)        {stack.api.url}")
-        print(
-            f"fake Zoom / fake Symbl   {stack.zoom_server.url} / {stack.symbl_server.url}"
-            f" (Symbl limit {args.symbl_limit})"
-        )
+        if args.provider == "aws":
+            print(
+                f"fake Zoom               {stack.zoom_server.url}\n"
+                f"fake Transcribe/Bedrock {os.environ['AWS_ENDPOINT_URL_TRANSCRIBE']} / "
+                f"{os.environ['AWS_ENDPOINT_URL_BEDROCK_RUNTIME']} (job limit {args.symbl_limit})"
+            )
+        else:
+            print(
+                f"fake Zoom / fake Symbl   {stack.zoom_server.url} / {stack.symbl_server.url}"
+                f" (Symbl limit {args.symbl_limit})"
+            )
         print(
             f"\nsynthesising {args.meetings} meeting(s), {args.speakers} speakers,"
             f" {args.minutes:g} min (espeak-ng; cached after the first run)...",
@@ -250,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if args.faults:
             inject_faults(stack, meetings)
+            if args.provider == "aws":
+                inject_aws_faults(stack)
         uuids: dict[str, str] = {}
         for meeting in meetings:
             stack.zoom.add_meeting(meeting)
@@ -266,14 +355,26 @@ def run(args: argparse.Namespace) -> int:
             )
         print("\nfollowing the meetings through the pipeline:")
         states = follow(stack, uuids, args.timeout)
-        urls = save_results(stack, uuids, args.out)
+        urls, wrong = save_results(stack, uuids, args.out, {m.uuid: m for m in meetings})
         notified = sum(1 for s in states.values() if s == State.NOTIFIED)
+        if stack.transcribe is not None:
+            provider, in_flight = "Transcribe", stack.transcribe.max_active
+        else:
+            provider, in_flight = "Symbl", stack.symbl.max_in_flight
         print(
             f"\n{notified}/{len(states)} meeting(s) NOTIFIED in {time.monotonic() - began:.0f} s;"
-            f" Symbl never had more than {stack.symbl.max_in_flight} job(s) in flight"
+            f" {provider} never had more than {in_flight} job(s) in flight"
             f" (limit {args.symbl_limit})."
         )
-        print("Zoom and Symbl were fakes on loopback; AWS was moto's server.")
+        if stack.bedrock is not None:
+            tokens_in, tokens_out = stack.bedrock.tokens()
+            print(
+                f"Bedrock: {len(stack.bedrock.calls)} call(s), {tokens_in} input and "
+                f"{tokens_out} output tokens for {len(states)} meeting(s)."
+            )
+            print("Zoom, Transcribe and Bedrock were fakes on loopback; the rest of AWS was moto.")
+        else:
+            print("Zoom and Symbl were fakes on loopback; AWS was moto's server.")
         if args.keep_running and urls:
             print("\nThe stack stays up; open the insights page while it runs:")
             for url in urls:
@@ -286,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
                 pass
         elif urls:
             print("(the page URL works while the stack runs: make demo DEMO_ARGS=--keep-running)")
-        return 0 if notified == len(states) else 1
+        return 0 if notified == len(states) and not wrong else 1
 
 
 def main(argv: list[str] | None = None) -> int:

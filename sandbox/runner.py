@@ -1,5 +1,7 @@
 """The whole system on one machine: AWS (moto's server, or any endpoint in `AWS_ENDPOINT_URL`),
-fake Zoom and fake Symbl on loopback, and the triggers AWS would fire, each calling the real
+fake Zoom, fake Symbl, and (with the AWS provider) fake Transcribe and fake Bedrock Runtime on
+loopback, reached through boto3's per-service endpoint variables (`AWS_ENDPOINT_URL_TRANSCRIBE`,
+`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`), and the triggers AWS would fire, each calling the real
 handler:
 
 - API Gateway       → the webhook app on a local port (real HTTP);
@@ -11,13 +13,17 @@ handler:
                       overrides read back from the ECS API (so the real RunTask call is made);
 - async `lambda:Invoke` of the pump → the pump handler on a worker thread (the call is taken
                       off boto3 before it leaves, as Lambda would take it);
-- the reconciler's schedule → a timer.
+- the reconciler's schedule → a timer;
+- the EventBridge rule on "Transcribe Job State Change" → the fake Transcribe's events are sent
+                      to the job-events queue (as the rule's SQS target would), whose poller
+                      calls the job-events consumer.
 
 `LocalStack.stop()` ends every thread, subprocess and port it opened.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,8 +36,12 @@ from typing import Any
 
 from sandbox.aws_resources import ProvisionedStack, StackNames, provision
 from sandbox.credentials import SandboxCredentials
+from sandbox.fake_bedrock import FakeBedrockState
+from sandbox.fake_bedrock import serve as serve_bedrock
 from sandbox.fake_symbl import FakeSymblState
 from sandbox.fake_symbl import serve as serve_symbl
+from sandbox.fake_transcribe import FakeTranscribeState
+from sandbox.fake_transcribe import serve as serve_transcribe
 from sandbox.fake_zoom import FakeZoomState, loopback_origin
 from sandbox.http_server import LoopbackServer
 from sandbox.local_aws import LocalAws, sent_emails
@@ -39,6 +49,7 @@ from sandbox.registry import MeetingRegistry
 from services.core import aws
 from services.core.observability import logger
 from services.core.settings import (
+    JobEventsSettings,
     MergerSettings,
     NotifierSettings,
     ReconcilerSettings,
@@ -62,6 +73,14 @@ class StackOptions:
     stuck_seconds: int = 60
     inline_merge_max_seconds: int = 2 * 3600
     audio_layout: str = "compact"  # or "multichannel" (AUDIO_LAYOUT)
+    speech_provider: str = "symbl"  # or "aws" (SPEECH_PROVIDER)
+    # The AWS provider: our slot limit, the fake's concurrent-job quota, its processing time,
+    # and the model's context window (the fake Bedrock enforces the same window).
+    transcribe_limit: int = 2
+    transcribe_quota: int = 250
+    transcribe_processing_seconds: float = 1.0
+    bedrock_context_tokens: int = 300_000
+    bedrock_max_output_tokens: int = 4_096
     pump_workers: int = 2
     # Concurrent invocations per SQS event source (Lambda scales consumers out the same way).
     merge_concurrency: int = 2
@@ -178,6 +197,11 @@ class LocalStack:
         )
         self.symbl_server = serve_symbl(self.symbl)
         self._servers.append(self.symbl_server)
+        self.transcribe: FakeTranscribeState | None = None
+        self.bedrock: FakeBedrockState | None = None
+        self._saved_env: dict[str, str | None] = {}
+        if self.options.speech_provider == "aws":
+            self._start_aws_speech()
         self._intercept_pump_invokes()
         # The API's port is needed in the services' settings before the app is built.
         from services.webhook.app import build_deps, create_app
@@ -205,6 +229,14 @@ class LocalStack:
         for server in reversed(self._servers):
             server.stop()
         self.symbl.close()
+        if self.transcribe is not None:
+            self.transcribe.close()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        aws.reset_clients()
         self.aws.stop()
 
     def __enter__(self) -> LocalStack:
@@ -219,6 +251,39 @@ class LocalStack:
         server.start()
         self._servers.append(server)
         return server
+
+    def _start_aws_speech(self) -> None:
+        """Fake Transcribe and Bedrock Runtime on loopback; boto3 reaches them through the
+        per-service endpoint variables while everything else stays on moto."""
+        o = self.options
+        self.transcribe = FakeTranscribeState(
+            s3_client_factory=lambda: aws.client("s3"),
+            registry=self.registry,
+            fingerprint_cache_dir=ROOT / ".cache" / "fingerprints",
+            processing_seconds=o.transcribe_processing_seconds,
+            concurrency_quota=o.transcribe_quota,
+            on_event=self._deliver_job_event,
+        )
+        transcribe_server = self._serve_started(serve_transcribe(self.transcribe))
+        self.bedrock = FakeBedrockState(context_tokens=o.bedrock_context_tokens)
+        bedrock_server = self._serve_started(serve_bedrock(self.bedrock))
+        for key, value in (
+            ("AWS_ENDPOINT_URL_TRANSCRIBE", transcribe_server.url),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock_server.url),
+        ):
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        aws.reset_clients()
+
+    def _serve_started(self, server: LoopbackServer) -> LoopbackServer:
+        self._servers.append(server)
+        return server
+
+    def _deliver_job_event(self, envelope: dict[str, Any]) -> None:
+        """The EventBridge rule's SQS target: the event, as JSON, is the message body."""
+        aws.client("sqs").send_message(
+            QueueUrl=self.stack.queue_urls["job-events"], MessageBody=json.dumps(envelope)
+        )
 
     def _provision_extras(self, names: StackNames) -> None:
         """The Fargate side the Terraform declares: a VPC subnet, a security group, the cluster
@@ -259,6 +324,10 @@ class LocalStack:
             "ZOOM_DOWNLOAD_LOOPBACK_ORIGINS": loopback_origin(self.zoom_server.url),
             "SYMBL_API_BASE_URL": self.symbl_server.url,
             "SYMBL_CONCURRENCY_LIMIT": str(o.symbl_limit),
+            "SPEECH_PROVIDER": o.speech_provider,
+            "TRANSCRIBE_CONCURRENCY_LIMIT": str(o.transcribe_limit),
+            "BEDROCK_CONTEXT_TOKENS": str(o.bedrock_context_tokens),
+            "BEDROCK_MAX_OUTPUT_TOKENS": str(o.bedrock_max_output_tokens),
             "CALLBACK_BASE_URL": api_url,
             "INSIGHTS_PAGE_BASE_URL": api_url,
             "SES_SENDER": SES_SENDER,
@@ -331,7 +400,11 @@ class LocalStack:
         from services.merger.merge import build_deps as merger_deps
         from services.notifier.handler import build_deps as notifier_deps
         from services.notifier.handler import handle_batch as notify_batch
-        from services.submitter.handler import build_reconciler_deps
+        from services.submitter.handler import (
+            build_job_events_deps,
+            build_reconciler_deps,
+            handle_job_events,
+        )
         from services.submitter.reconciler import reconcile
 
         merger = merger_deps(settings_from(MergerSettings, self.env))
@@ -339,6 +412,9 @@ class LocalStack:
         notifier = notifier_deps(settings_from(NotifierSettings, self.env))
         reconciler = build_reconciler_deps(settings_from(ReconcilerSettings, self.env))
         reconciler.jobs.pump = _Nudge(self)
+        job_events_settings = settings_from(JobEventsSettings, self.env)
+        job_events = build_job_events_deps(job_events_settings)
+        job_events.pump = _Nudge(self)
         o = self.options
         self._threads += [
             *(
@@ -359,6 +435,13 @@ class LocalStack:
                     batch_size=5,
                 )
                 for i in range(o.notify_concurrency)
+            ),
+            _Poller(
+                "job-events",
+                self.stack.queue_urls["job-events"],
+                lambda event: handle_job_events(event, job_events_settings, job_events),
+                self._stop,
+                batch_size=10,
             ),
             threading.Thread(target=self._run_tasks, name="ecs", daemon=True),
             threading.Thread(

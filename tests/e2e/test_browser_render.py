@@ -24,11 +24,11 @@ from sandbox.credentials import SandboxCredentials
 from sandbox.http_server import LoopbackServer
 from sandbox.local_aws import LocalAws
 from services.core import aws
+from services.core.insights.document import InsightsDocument, store_insights
+from services.core.insights.render import render_email
 from services.core.links import make_page_token
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.secrets import SecretCache
-from services.notifier.insights import InsightsDocument, store_insights
-from services.notifier.render import render_email
 from services.webhook.insights_page import InsightsPageDeps, insights_blueprint
 from tests.support.insights_samples import bare_document, rich_document
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import email as email_parser
 import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email import policy as email_policy
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from sandbox.synth import SyntheticMeeting
 from services.core import aws
 from services.core.recordings import RecordingStore, State
 from services.core.speech.segment_map import load_segment_map, speaker_events
-from tests.support.pipeline import deliver, synthetic_meeting, wait_terminal
+from tests.support.pipeline import deliver, email_html, synthetic_meeting, wait_terminal
 
 NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
 
@@ -74,7 +72,7 @@ def billed_ratio(stack: LocalStack, meeting: SyntheticMeeting, conversation: str
     return stack.symbl.billed_seconds(conversation) / meeting.span_seconds
 
 
-def test_one_compact_meeting_end_to_end(local_stack: LocalStack) -> None:
+def test_provider_symbl_one_compact_meeting_end_to_end(local_stack: LocalStack) -> None:
     stack = local_stack
     [meeting] = meetings(stack, 1, seed=500, label="E2E single")
     deliver(stack, meeting)
@@ -94,9 +92,9 @@ def test_one_compact_meeting_end_to_end(local_stack: LocalStack) -> None:
     assert "enableSpeakerDiarization" not in submission.options
     assert "enableSeparateRecognitionPerChannel" not in submission.options
     puts = [p for p in stack.symbl.speaker_event_puts if p.status == 200]
-    assert [p.conversation_id for p in puts] == [record.symbl_conversation_id]
+    assert [p.conversation_id for p in puts] == [record.conversation_id]
     assert puts[0].body == {"speakerEvents": speaker_events(segment_map)}
-    ratio = billed_ratio(stack, meeting, record.symbl_conversation_id)
+    ratio = billed_ratio(stack, meeting, record.conversation_id)
     print(f"compact: billed {ratio:.2f} x the meeting")
     assert ratio <= 1.0
     # The fake recognised the words from the compact audio alone; the email's transcript gives
@@ -117,21 +115,12 @@ def test_one_compact_meeting_end_to_end(local_stack: LocalStack) -> None:
         scripted = sum(line.end - line.start for line in meeting.lines if line.speaker == name)
         assert abs(talk[name] - scripted) < 0.1 * scripted + 0.5, (name, talk[name], scripted)
     [email] = [m for m in stack.sent_emails() if meeting.topic in str(m)]
-    content = _html(email)
+    content = email_html(email)
     for name in NAMES:
         assert name in content
     link = content[content.find(f"{stack.api.url}/meetings/") :].split('"')[0].replace("&amp;", "&")
     page = requests.get(link, timeout=10)
     assert page.status_code == 200 and meeting.topic in page.text
-
-
-def _html(email: dict[str, Any]) -> str:
-    message = email_parser.message_from_bytes(
-        email["raw_data"].encode(), policy=email_policy.default
-    )
-    html_part = message.get_body(preferencelist=("html",))
-    assert html_part is not None
-    return str(html_part.get_content())
 
 
 @pytest.mark.parametrize("local_stack", [StackOptions()], indirect=True)
@@ -148,9 +137,7 @@ def test_compact_notes_go_out_when_the_speakers_never_arrive(local_stack: LocalS
     assert record.speakers_sent_at and not record.speakers_confirmed_at
     assert record.attempts.get("speaker_wait") == 8
     puts = [
-        p
-        for p in stack.symbl.speaker_event_puts
-        if p.conversation_id == record.symbl_conversation_id
+        p for p in stack.symbl.speaker_event_puts if p.conversation_id == record.conversation_id
     ]
     assert len(puts) == 1 and puts[0].ignored
     insights = stored_insights(stack, record.insights_key)
@@ -172,11 +159,11 @@ def test_one_multichannel_meeting_end_to_end(local_stack: LocalStack) -> None:
         p.name for p in meeting.participants
     ]
     assert stack.symbl.speaker_event_puts == []
-    ratio = billed_ratio(stack, meeting, record.symbl_conversation_id)
+    ratio = billed_ratio(stack, meeting, record.conversation_id)
     print(f"multichannel: billed {ratio:.2f} x the meeting")
     assert ratio == pytest.approx(len(NAMES), rel=0.01)
     [email] = [m for m in stack.sent_emails() if meeting.topic in str(m)]
-    content = _html(email)
+    content = email_html(email)
     for name in NAMES:
         assert name in content
     # The fake recogniser answered with what each speaker was scripted to say: the channels
@@ -199,7 +186,7 @@ def test_one_multichannel_meeting_end_to_end(local_stack: LocalStack) -> None:
     [StackOptions(symbl_limit=3, symbl_processing_seconds=3.0, audio_layout="multichannel")],
     indirect=True,
 )
-def test_twenty_meetings_with_symbl_limited_to_three(local_stack: LocalStack) -> None:
+def test_provider_symbl_twenty_meetings_limited_to_three(local_stack: LocalStack) -> None:
     stack = local_stack
     batch = meetings(stack, 20, seed=600, label="E2E batch")
     for meeting in batch:
@@ -212,13 +199,13 @@ def test_twenty_meetings_with_symbl_limited_to_three(local_stack: LocalStack) ->
     assert stack.symbl.max_in_flight == 3  # the backlog kept every slot busy
     topics = Counter(m.topic for m in batch for e in stack.sent_emails() if m.topic in str(e))
     assert all(topics[m.topic] == 1 for m in batch), topics
-    assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0}
+    assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0, "job-events": 0}
 
 
 @pytest.mark.parametrize(
     "local_stack", [StackOptions(symbl_limit=3, audio_layout="multichannel")], indirect=True
 )
-def test_twenty_meetings_with_faults_on(local_stack: LocalStack) -> None:
+def test_provider_symbl_twenty_meetings_with_faults_on(local_stack: LocalStack) -> None:
     stack = local_stack
     batch = meetings(stack, 20, seed=600, label="E2E faults")
     for meeting in batch[:4]:
@@ -252,7 +239,7 @@ def test_twenty_meetings_with_faults_on(local_stack: LocalStack) -> None:
     emails = stack.sent_emails()
     topics = Counter(m.topic for m in batch for e in emails if m.topic in str(e))
     assert all(topics[m.topic] == 1 for m in batch), topics
-    assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0}
+    assert dlq_depths(stack) == {"merge": 0, "submit": 0, "notify": 0, "job-events": 0}
     names = Counter(s.name for s in stack.symbl.submissions)
     assert sum(names.values()) == 21  # the one failed job was submitted again, nothing else
 
@@ -272,7 +259,7 @@ def operator_notices(stack: LocalStack) -> Counter[str]:
     "local_stack", [StackOptions(symbl_limit=2, symbl_processing_seconds=2.0)], indirect=True
 )
 @pytest.mark.timeout(600)  # 30 meetings are synthesised first; the wait below fits inside
-def test_chaos_thirty_meetings_at_limit_two(local_stack: LocalStack) -> None:
+def test_provider_symbl_chaos_thirty_meetings_at_limit_two(local_stack: LocalStack) -> None:
     """Every fault at once over 30 meetings at a trial account's limit of 2: each meeting ends
     NOTIFIED, SKIPPED or FAILED-and-announced-once; no email twice; no submit our count should
     have prevented; duplicate Symbl jobs only where a submit's answer was lost."""

@@ -22,9 +22,9 @@ import pytest
 from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
 from services.core import aws
+from services.core.insights.document import store_insights
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import NotifierSettings, WebhookSettings, settings_from
-from services.notifier.insights import store_insights
 from services.notifier.notify import page_url
 from services.webhook.app import build_deps
 from services.webhook.handler import build_handler

@@ -108,7 +108,7 @@ def test_dropped_duplicated_and_reordered_callbacks_and_failed_jobs(
             return {
                 u
                 for u in uuids
-                if (r := store.require(u)).state == State.SUBMITTED and r.symbl_job_id in lost
+                if (r := store.require(u)).state == State.SUBMITTED and r.job_id in lost
             }
 
         def settled_by_callbacks() -> bool:
@@ -124,7 +124,7 @@ def test_dropped_duplicated_and_reordered_callbacks_and_failed_jobs(
             for uuid in set(uuids) - lost:
                 record = store.require(uuid)
                 assert record.state == State.TRANSCRIBED
-                assert record.symbl_job_id in delivered
+                assert record.job_id in delivered
             assert sorted(notify_messages(stack)) == sorted(set(uuids) - lost)
             # A stranded job keeps its slot (the idle pumps' passing claims aside).
             jobs_held = {
@@ -188,7 +188,7 @@ def test_a_callback_claiming_an_end_for_a_running_job_changes_nothing(
         [uuid] = rig.add_merged_meetings(1, flac)
         assert run_pump(rig.pump_deps()).submitted == [uuid]
         record = rig.store.require(uuid)
-        job_id = record.symbl_job_id
+        job_id = record.job_id
         assert job_id is not None
         [submission] = rig.symbl.submissions
         callback = submission.options["webhookUrl"]  # the meeting's real secret

@@ -21,7 +21,7 @@ from services.core import aws, failures
 from services.core.failures import FAILURE_NOTICES, announce_failures, notice_client
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import NotifierSettings, settings_from
-from services.core.symbl import JobStatus
+from services.core.speech.provider import JobStatus
 from services.core.transcription_jobs import settle_job
 from services.merger.merge import fail_merge
 from services.submitter.pump import Outcome, submit_one
@@ -141,13 +141,13 @@ def test_transcribe_failure_after_the_last_attempt_is_announced_once(
         State.MERGED,
         State.SUBMITTING,
         State.SUBMITTED,
-        symbl_job_id="job-1",
-        symbl_conversation_id="conv-1",
+        job_id="job-1",
+        conversation_id="conv-1",
     )
     for _ in range(2):  # both attempts spent
         store.update_fields(uuid, State.SUBMITTED, {}, count_attempt="transcribe")
     with submitter_rig(stack, credentials, limit=2) as rig:
-        jobs = rig.pump_deps(SYMBL_JOB_ATTEMPTS=2).jobs
+        jobs = rig.pump_deps(SPEECH_JOB_ATTEMPTS=2).jobs
         assert settle_job(store.require(uuid), JobStatus.FAILED, jobs) == "failed"
     notice = sweep_twice_and_expect_one(stack, store, uuid, "transcribe")
     assert "Symbl job job-1 failed" in notice["message"]

@@ -19,10 +19,10 @@ from sandbox.aws_resources import ProvisionedStack
 from sandbox.credentials import SandboxCredentials
 from sandbox.http_server import LoopbackServer
 from services.core import aws
+from services.core.insights.document import store_insights
 from services.core.links import make_page_token
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.secrets import SecretCache
-from services.notifier.insights import store_insights
 from services.webhook.insights_page import InsightsPageDeps, insights_blueprint
 from tests.support.insights_samples import bare_document, rich_document
 

@@ -40,21 +40,17 @@ from sandbox.registry import MeetingRegistry, ScriptedMeeting, ScriptLine
 from services.core import aws
 from services.core.errors import ConfigurationError
 from services.core.failures import announce_failures
+from services.core.insights.document import InsightsDocument, insights_key
 from services.core.queues import NotifyRequest, QueueSender
 from services.core.recordings import Recording, RecordingStore, State, utcnow
 from services.core.secrets import SecretCache
 from services.core.settings import NotifierSettings, settings_from
-from services.core.symbl import (
-    AudioSubmission,
-    NotReady,
-    Speaker,
-    SpeechAnalytics,
-    SymblClient,
-    SymblCredentials,
-)
+from services.core.speech import symbl_provider
+from services.core.speech.provider import NotReady, Speaker, SpeechAnalytics
+from services.core.speech.symbl import AudioSubmission, SymblClient, SymblCredentials
+from services.core.speech.symbl_provider import SymblProvider
 from services.notifier import notify
 from services.notifier.handler import build_deps, handle_batch
-from services.notifier.insights import InsightsDocument, insights_key
 from services.notifier.notify import EMAIL_IN_DOUBT, NotifierDeps, OutgoingEmail
 from services.webhook.insights_page import InsightsPageDeps, insights_blueprint
 
@@ -262,7 +258,7 @@ class Rig:
             uuid,
             State.RECEIVED,
             State.TRANSCRIBED,
-            updates={"symbl_job_id": f"job-{uuid}", "symbl_conversation_id": conversation},
+            updates={"job_id": f"job-{uuid}", "conversation_id": conversation},
         )
 
     def emails(self) -> list[dict[str, Any]]:
@@ -616,8 +612,11 @@ class CountingSpeech:
 
 
 def counting(deps: NotifierDeps) -> CountingSpeech:
-    spy = CountingSpeech(deps.speech)
-    deps.speech = cast(SpeechAnalytics, spy)
+    """A spy on the Symbl client the provider adapter calls."""
+    provider = deps.speech
+    assert isinstance(provider, SymblProvider)
+    spy = CountingSpeech(provider.client)
+    provider.client = cast(SymblClient, spy)
     return spy
 
 
@@ -649,7 +648,7 @@ def test_the_summary_is_requested_once_then_read(rig: Rig, symbl: FakeSymbl) -> 
     assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []
     assert spy.refreshes == [conversation]
     item = rig.store.require(uuid)
-    assert item.state == State.NOTIFIED and item.attempts[notify.SUMMARY_REQUESTED] == 1
+    assert item.state == State.NOTIFIED and item.attempts[symbl_provider.SUMMARY_REQUESTED] == 1
     document = stored_document(rig, uuid)
     assert document.summary and document.summary_missing is None
     (email,) = rig.emails()
@@ -671,7 +670,10 @@ def test_summary_waited_for_then_the_email_goes_without_it(rig: Rig, symbl: Fake
         for check in (1, 2):
             assert failed_ids(handle_batch(sqs_event(uuid, receive_count=1), deps)) == []
             item = rig.store.require(uuid)
-            assert item.state == State.TRANSCRIBED and item.attempts[notify.SUMMARY_WAIT] == check
+            assert (
+                item.state == State.TRANSCRIBED
+                and item.attempts[symbl_provider.SUMMARY_WAIT] == check
+            )
             # A fresh, delayed request, not a failed delivery: the receive count stays 1.
             (again,) = aws.client("sqs").receive_message(QueueUrl=queue_url, WaitTimeSeconds=2)[
                 "Messages"
@@ -688,7 +690,7 @@ def test_summary_waited_for_then_the_email_goes_without_it(rig: Rig, symbl: Fake
         symbl.state.summary_seconds = 0
     assert spy.refreshes == [conversation]  # asked once, not on every check
     item = rig.store.require(uuid)
-    assert item.state == State.NOTIFIED and item.attempts[notify.SUMMARY_WAIT] == 2
+    assert item.state == State.NOTIFIED and item.attempts[symbl_provider.SUMMARY_WAIT] == 2
     document = stored_document(rig, uuid)
     assert (document.summary, document.summary_missing) == ([], "not_ready")
     assert document.action_items  # everything else is there
@@ -717,7 +719,7 @@ def test_a_short_conversation_is_sent_at_once_without_a_summary(
         symbl.state.unsummarisable_answer = "empty"
 
     item = rig.store.require(uuid)
-    assert item.state == State.NOTIFIED and notify.SUMMARY_WAIT not in item.attempts
+    assert item.state == State.NOTIFIED and symbl_provider.SUMMARY_WAIT not in item.attempts
     document = stored_document(rig, uuid)
     assert (document.summary, document.summary_missing) == ([], "too_short")
     (email,) = rig.emails()

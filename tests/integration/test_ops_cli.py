@@ -355,7 +355,7 @@ def test_fail_ends_a_meeting_frees_its_slot_and_leaves_the_notice_to_the_sweep(
     claim = pool.acquire(lease_seconds=600, meeting_uuid="sub/claim==")
     assert other and held and claim
     pool.convert_to_job(held, "job-9", lease_seconds=600, meeting_uuid="sub/job==")
-    failed_meeting_env(store, "sub/job==", *ALONG, State.SUBMITTED, symbl_job_id="job-9")
+    failed_meeting_env(store, "sub/job==", *ALONG, State.SUBMITTED, job_id="job-9")
     failed_meeting_env(store, "sub/claim==", *ALONG, submit_claim=claim)
     failed_meeting_env(store, "fresh==")
 
@@ -410,3 +410,17 @@ def test_fail_refuses_a_failed_meeting_and_an_unknown_one(
     assert "FAILED, a final state" in capsys.readouterr().err
     assert store.require("done==").failed_stage == "merge"
     assert run("fail", "nobody==", "--reason", "x")[0] == 1
+
+
+def test_redrive_of_the_job_events_queue_needs_its_url(
+    stack: ProvisionedStack, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transcribe's events land in the job-events DLQ after their retries (or when EventBridge
+    could not deliver them); redriving them is harmless, since settling is idempotent."""
+    dlq = QueueSender(stack.dlq_urls["job-events"])
+    dlq.send(MergeRequest(meeting_uuid="e0"))  # any body: redrive moves messages as they are
+    code, out = run("redrive", "job-events")
+    assert code == 0 and "1 message(s) moved from job-events-dlq" in out
+    assert messages(stack.queue_urls["job-events"]) == [{"meeting_uuid": "e0"}]
+    monkeypatch.delenv("JOB_EVENTS_QUEUE_URL")
+    assert run("redrive", "job-events")[0] != 0

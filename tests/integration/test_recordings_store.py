@@ -130,12 +130,12 @@ def test_list_by_state_oldest_first_with_cutoff(store: RecordingStore, clock: Cl
     assert [r.meeting_uuid for r in store.list_by_state(State.MERGING)] == ["mid"]
 
 
-def test_find_by_symbl_job(store: RecordingStore) -> None:
+def test_find_by_job(store: RecordingStore) -> None:
     store.create_if_absent(make("m5"))
-    store.update_fields("m5", State.RECEIVED, {"symbl_job_id": "job-123"})
-    found = store.find_by_symbl_job("job-123")
+    store.update_fields("m5", State.RECEIVED, {"job_id": "job-123"})
+    found = store.find_by_job("job-123")
     assert found is not None and found.meeting_uuid == "m5"
-    assert store.find_by_symbl_job("job-none") is None
+    assert store.find_by_job("job-none") is None
 
 
 def test_ttl_is_enabled_on_the_table(stack: ProvisionedStack, store: RecordingStore) -> None:
@@ -148,10 +148,10 @@ def test_a_transition_can_also_require_a_field_and_a_refusal_names_the_state(
     store: RecordingStore,
 ) -> None:
     store.create_if_absent(make("m6"))
-    store.update_fields("m6", State.RECEIVED, {"symbl_job_id": "job-new"})
+    store.update_fields("m6", State.RECEIVED, {"job_id": "job-new"})
     # A settlement about an older job of the same meeting must not move it.
     with pytest.raises(StateConflict) as refused:
-        store.transition("m6", State.RECEIVED, State.MERGING, only_if={"symbl_job_id": "job-old"})
+        store.transition("m6", State.RECEIVED, State.MERGING, only_if={"job_id": "job-old"})
     assert refused.value.actual == "RECEIVED"
     with pytest.raises(StateConflict) as wrong_state:
         store.transition("m6", State.MERGED, State.SUBMITTING)
@@ -159,7 +159,5 @@ def test_a_transition_can_also_require_a_field_and_a_refusal_names_the_state(
     with pytest.raises(StateConflict) as absent:
         store.transition("nobody", State.MERGED, State.SUBMITTING)
     assert absent.value.actual is None
-    moved = store.transition(
-        "m6", State.RECEIVED, State.MERGING, only_if={"symbl_job_id": "job-new"}
-    )
+    moved = store.transition("m6", State.RECEIVED, State.MERGING, only_if={"job_id": "job-new"})
     assert moved.state == State.MERGING

@@ -30,7 +30,7 @@ def test_every_queue_has_an_encrypted_dlq_with_redrive(stack: ProvisionedStack) 
 def test_table_has_the_indexes_the_code_queries(stack: ProvisionedStack) -> None:
     table = aws.client("dynamodb").describe_table(TableName=stack.names.recordings_table)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "meeting_uuid", "KeyType": "HASH"}]
-    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"by-state", "by-symbl-job"}
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"by-state", "by-job"}
 
 
 def test_provision_is_idempotent(stack: ProvisionedStack) -> None:

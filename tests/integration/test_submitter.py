@@ -114,7 +114,7 @@ def test_parallel_pumps_keep_within_the_limit_and_lose_nothing(
         assert sorted(notify_messages(stack)) == sorted(uuids)
         assert rig.slots.view().in_use == 0
         record = rig.store.require(uuids[0])
-        assert record.symbl_job_id and record.symbl_conversation_id
+        assert record.job_id and record.conversation_id
         submission = next(s for s in rig.symbl.submissions if s.name == record.topic)
         assert [c["speaker"] for c in submission.channel_metadata] == [
             {"name": "Ana Ruiz-Soto", "email": "ana@example.com"},
@@ -186,7 +186,7 @@ def test_callback_rejects_wrong_secret_unknown_job_and_malformed_bodies(
         report = run_pump(rig.pump_deps())
         assert report.submitted == [uuid]
         record = rig.store.require(uuid)
-        job = record.symbl_job_id
+        job = record.job_id
         before = record.model_dump()
         url = f"{rig.api_url}/symbl/callback"
         wrong = requests.post(

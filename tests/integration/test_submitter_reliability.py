@@ -35,7 +35,7 @@ def test_a_job_that_never_finishes_spends_attempts_then_fails_and_frees_its_slot
     with submitter_rig(stack, credentials, limit=2, processing_seconds=3600) as rig:
         [uuid] = rig.add_merged_meetings(1, flac)
         assert run_pump(rig.pump_deps()).submitted == [uuid]
-        first = rig.store.require(uuid).symbl_job_id
+        first = rig.store.require(uuid).job_id
         reconciler = rig.reconciler_deps()
         # Before the deadline the reconciler leaves a running job alone.
         reconcile(reconciler)
@@ -48,7 +48,7 @@ def test_a_job_that_never_finishes_spends_attempts_then_fails_and_frees_its_slot
         assert rig.store.require(uuid).state == State.MERGED
         assert rig.slots.view().in_use == 0
         assert run_pump(rig.pump_deps()).submitted == [uuid]
-        second = rig.store.require(uuid).symbl_job_id
+        second = rig.store.require(uuid).job_id
         assert second not in (None, first)
         reconcile(reconciler)
         failed = rig.store.require(uuid)
@@ -111,7 +111,7 @@ def test_an_aws_error_after_symbl_accepted_is_adopted_not_resubmitted(
         report = reconcile(reconciler)
         assert ("accepted job adopted", uuid) in report.repairs
         record = rig.store.require(uuid)
-        assert record.state == State.SUBMITTED and record.symbl_job_id == lease.job_id
+        assert record.state == State.SUBMITTED and record.job_id == lease.job_id
         assert len(rig.symbl.submit_attempts) == 1
 
 
@@ -166,8 +166,8 @@ def test_one_unknown_job_does_not_stop_the_pass_for_the_others(
         assert rig.states(uuids) == dict.fromkeys(uuids, State.SUBMITTED)
         # The first job's id becomes one Symbl does not know.
         first = rig.store.require(uuids[0])
-        rig.store.update_fields(uuids[0], State.SUBMITTED, {"symbl_job_id": "no-such-job"})
-        rig.slots.release_job(first.symbl_job_id or "")
+        rig.store.update_fields(uuids[0], State.SUBMITTED, {"job_id": "no-such-job"})
+        rig.slots.release_job(first.job_id or "")
         reconciler = rig.reconciler_deps()
         reconciler.clock = later(2 * 3600)
         report = reconcile(reconciler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from services.notifier.insights import (
+from services.core.insights.document import (
     InsightsDocument,
     MeetingInfo,
     Question,

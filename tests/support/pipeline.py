@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email as email_parser
 import time
 from dataclasses import replace
 from datetime import datetime
+from email import policy as email_policy
+from typing import Any
 
 from sandbox.runner import ROOT, LocalStack
 from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
@@ -35,6 +38,16 @@ def synthetic_meeting(
         cache_dir=CACHE / ".renders",
     )
     return replace(meeting, account_id=stack.zoom.account_id)
+
+
+def email_html(email: dict[str, Any]) -> str:
+    """The HTML part of an email as moto's SES kept it (raw MIME), decoded."""
+    message = email_parser.message_from_bytes(
+        email["raw_data"].encode(), policy=email_policy.default
+    )
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    return str(html_part.get_content())
 
 
 def deliver(stack: LocalStack, meeting: SyntheticMeeting, *, times: int = 1) -> None:

@@ -1,4 +1,5 @@
-"""The notifier's speaker steps for a compact meeting: events sent, seen, bounded, crash-safe."""
+"""The Symbl adapter's speaker steps for a compact meeting, as the notifier runs them: events
+sent, seen, bounded, crash-safe."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 from services.core.errors import StateConflict
 from services.core.recordings import Recording, RecordingStore, State
 from services.core.settings import NotifierSettings
+from services.core.speech.provider import InsightsRequest, SpeechAnalytics, Wait
 from services.core.speech.segment_map import MapSpeaker, Segment, SegmentMap, speaker_events
-from services.core.symbl import SpeechAnalytics
-from services.notifier.notify import SPEAKER_WAIT, NotifierDeps, _give_speakers
+from services.core.speech.symbl import SymblClient
+from services.core.speech.symbl_provider import SPEAKER_WAIT, SymblProvider, SymblWaits
+from services.notifier.notify import MeetingProgress, NotifierDeps, _wait
 
 MAP = SegmentMap(
     layout="compact",
@@ -89,22 +92,42 @@ class Queue:
         self.sent.append((message, delay_seconds))
 
 
+NOW = datetime(2026, 11, 30, 11, tzinfo=UTC)
+
+
 def deps(store: Store, speech: Speech, queue: Queue, max_checks: int = 3) -> NotifierDeps:
-    settings = NotifierSettings.model_construct(
-        speaker_max_checks=max_checks, speaker_retry_seconds=7
+    provider = SymblProvider(
+        cast(SymblClient, speech),
+        SymblWaits(speaker_max_checks=max_checks, speaker_retry_seconds=7),
     )
     return NotifierDeps(
-        settings=settings,
+        settings=NotifierSettings.model_construct(),
         store=cast(RecordingStore, store),
-        speech=cast(SpeechAnalytics, speech),
+        speech=cast(SpeechAnalytics, provider),
         s3=None,
         mailer=None,  # type: ignore[arg-type]
         render=None,  # type: ignore[arg-type]
         sns=None,
         notify_queue=queue,
         link_key=lambda: "k" * 32,
-        clock=lambda: datetime(2026, 11, 30, 11, tzinfo=UTC),
+        clock=lambda: NOW,
     )
+
+
+def _give_speakers(
+    recording: Recording, conversation: str, segment_map: SegmentMap, d: NotifierDeps
+) -> str | None:
+    """One notifier delivery's speaker step: None when the notes may go on, else what the
+    notifier did with the provider's wait."""
+    progress = MeetingProgress(
+        cast(RecordingStore, d.store), recording.meeting_uuid, recording, d.clock
+    )
+    request = InsightsRequest(recording, segment_map, NOW, 3600, progress)
+    provider = cast(SymblProvider, d.speech)
+    waiting = provider._give_speakers(request, conversation, segment_map)
+    if isinstance(waiting, Wait):
+        return _wait(progress.recording, waiting, d)
+    return None
 
 
 def test_compact_events_go_once_and_the_notes_go_on_when_the_transcript_names_them() -> None:
@@ -133,7 +156,7 @@ def test_compact_waits_with_delayed_requests_then_goes_on_without_confirmation()
     outcomes = []
     for _ in range(4):
         outcomes.append(_give_speakers(store.item, "conv", MAP, deps(store, speech, queue)))
-    assert outcomes == ["waiting for speakers"] * 3 + [None]
+    assert outcomes == ["waiting: speakers not applied yet"] * 3 + [None]
     assert store.item.attempts[SPEAKER_WAIT] == 3
     assert [delay for _, delay in queue.sent] == [7, 7, 7]
     assert len(speech.puts) == 1 and not store.item.speakers_confirmed_at
@@ -143,7 +166,7 @@ def test_compact_a_late_arrival_is_seen_on_a_later_look() -> None:
     store, speech, queue = Store(), Speech([UNNAMED, NAMED]), Queue()
     assert (
         _give_speakers(store.item, "conv", MAP, deps(store, speech, queue))
-        == "waiting for speakers"
+        == "waiting: speakers not applied yet"
     )
     assert _give_speakers(store.item, "conv", MAP, deps(store, speech, queue)) is None
     assert store.item.speakers_confirmed_at and store.item.attempts[SPEAKER_WAIT] == 1

@@ -13,12 +13,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from services.core.observability import logger
-from services.notifier.insights import (
-    InsightsDocument,
-    Utterance,
-)
-from services.notifier.render import (
+from services.core.insights.document import InsightsDocument, Utterance
+from services.core.insights.render import (
     EMPTY,
     SUMMARY_MISSING,
     format_duration,
@@ -27,6 +23,7 @@ from services.notifier.render import (
     render_page,
     subject_line,
 )
+from services.core.observability import logger
 from tests.support.insights_samples import (
     EVIL_NAME,
     EXPERIENCE,
@@ -273,3 +270,21 @@ def test_https_and_loopback_http_links_are_kept(warnings: list[logging.LogRecord
     assert f'id="insights-link" href="{local}"' in email.html and local in email.text
     assert f'href="{EXPERIENCE}"' in email.html
     assert warnings == []
+
+
+def test_missing_sections_are_named_in_the_email_and_the_page() -> None:
+    """A provider that could not deliver some sections (the AWS provider after an invalid model
+    answer) still sends the notes, and they say which sections are missing."""
+    document = rich_document().model_copy(
+        update={"action_items": [], "sections_missing": ["action_items", "follow_ups"]}
+    )
+    email = render_email(document, "https://insights.example.com/meetings/x?token=t")
+    page = render_page(document)
+    note = "the action items and the follow-ups could not be extracted from the meeting"
+    for rendered in (email.html, email.text, page):
+        assert note in rendered
+        assert "Not available: this section could not be extracted" in rendered
+    # Follow-ups that did arrive (from other parts of a split transcript) are still shown.
+    assert document.follow_ups and document.follow_ups[0].text in email.text
+    complete = render_email(rich_document(), "https://insights.example.com/meetings/x?token=t")
+    assert "incomplete" not in complete.html and "incomplete" not in complete.text

@@ -19,8 +19,8 @@ from services.core.speech.segment_map import (
     speaker_events,
     speaker_id,
 )
-from services.notifier.insights import gather_insights
-from services.notifier.notify import speakers_arrived
+from services.core.speech.symbl_insights import gather_insights
+from services.core.speech.symbl_provider import speakers_arrived
 
 ANA = MapSpeaker(id="u-ana", name="Ana Ruiz-Soto", email="ana@example.com")
 BO = MapSpeaker(id="u-bo", name="Bo Chen")
@@ -217,7 +217,7 @@ def test_compact_notes_take_speakers_times_and_talk_time_from_the_map() -> None:
         meeting_uuid="m1",
         meeting_id="1",
         start_time="2026-11-30T10:00:00Z",
-        symbl_conversation_id="c1",
+        conversation_id="c1",
     )
     document = gather_insights(
         recording,

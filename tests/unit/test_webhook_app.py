@@ -23,7 +23,7 @@ from services.core.errors import SecretNotSet
 from services.core.links import make_page_token
 from services.core.recordings import Recording, State
 from services.core.settings import WebhookSettings, settings_from
-from services.core.symbl import JobStatus
+from services.core.speech.provider import JobStatus
 from services.core.transcription_jobs import JobDeps, secret_digest
 from services.webhook.app import (
     MAX_BODY_BYTES,
@@ -74,6 +74,8 @@ class Slots:
 
 
 class Speech:
+    provider = "symbl"
+
     def __init__(self) -> None:
         self.error: Exception | None = None
 
@@ -128,7 +130,7 @@ class Harness:
             topic="t",
             start_time="2026-03-03T13:05:00Z",
             state=State.TRANSCRIBED,
-            symbl_job_id=JOB_ID,
+            job_id=JOB_ID,
             callback_secret_digest=secret_digest(CALLBACK_SECRET),
         )
         self.queue = MemoryQueue()
