@@ -110,7 +110,9 @@ def reconciler_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def build_job_events_deps(settings: JobEventsSettings) -> JobDeps:
-    return job_deps(settings, speech_provider(settings, _secrets))
+    """Transcribe's events are about Transcribe's jobs whatever SPEECH_PROVIDER says now: a job
+    started before a switch is still confirmed, and its slot freed, in the AWS pool."""
+    return job_deps(settings, speech_provider(settings, _secrets, provider="aws"))
 
 
 def handle_job_events(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.core.errors import PermanentError
+from services.core.errors import NotFound, PermanentError
 from services.core.observability import logger, record_metric
 from services.core.recordings import State
 from services.core.speech.aws import job_meeting
@@ -68,7 +68,14 @@ def handle_job_event(body: str, deps: JobDeps, stack_name: str) -> str:
         record_metric("JobEventsIgnored")
         logger.info("job event for an earlier job of the meeting", job_id=name)
         return "stale job"
-    status = deps.speech.job_status(name)
+    try:
+        status = deps.speech.job_status(name)
+    except NotFound:
+        # Gone already (deleted after its notes, or never ours): nothing to settle now; a
+        # meeting still waiting on it is asked about by the reconciler, which spends the attempt.
+        record_metric("JobEventsIgnored")
+        logger.info("job event for a job Transcribe no longer knows", job_id=name)
+        return "unknown job"
     outcome = settle_job(recording, status, deps)
     logger.info(
         "job event", job_id=name, event_status=event.detail.status, status=status, outcome=outcome

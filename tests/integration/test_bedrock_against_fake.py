@@ -80,12 +80,24 @@ def test_a_transcript_longer_than_the_context_is_split_and_merged(
     assert extraction.input_tokens == sum(c.input_tokens or 0 for c in calls)
 
 
-def test_an_answer_truncated_twice_leaves_the_sections_missing_not_an_error(
+def test_an_answer_cut_at_max_tokens_is_asked_again_in_halves(
+    fake: tuple[FakeBedrockState, Any],
+) -> None:
+    state, client = fake
+    state.truncate_next(1)
+    lines = transcript(8)
+    extraction = extract(client, lines)
+    assert [c.outcome for c in state.calls] == ["max_tokens", "tool_use", "tool_use"]
+    assert [c.transcript_lines for c in state.calls] == [8, 4, 4]
+    assert extraction.missing == () and extraction.parts == 2
+
+
+def test_a_line_whose_answer_is_cut_twice_leaves_sections_missing_not_an_error(
     fake: tuple[FakeBedrockState, Any],
 ) -> None:
     state, client = fake
     state.truncate_next(2)
-    extraction = extract(client, transcript(8))
+    extraction = extract(client, transcript(1))  # one line: nothing left to halve
     assert [c.outcome for c in state.calls] == ["max_tokens", "max_tokens"]
     assert extraction.missing  # listed, so the email says what is missing
     assert extraction.calls == 2

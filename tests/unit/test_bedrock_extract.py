@@ -251,12 +251,14 @@ def test_an_answer_without_the_tool_is_retried_and_a_second_one_leaves_everythin
 
 
 def test_a_truncated_answer_is_retried_asking_for_brevity() -> None:
+    """A part of one line cannot be halved (a longer part is: see the integration tier's
+    test_bedrock_against_fake.py): its truncated answer is asked again, briefer."""
     partial = {"summary": ["The team agreed to ship the beta."], "topics": []}
     client = ScriptedBedrock(
         answer(partial, stop="max_tokens", tokens=(500, 4096)),
         answer(valid_input(), tokens=(520, 900)),
     )
-    extraction = run(client)
+    extraction = run(client, LINES[:1])
 
     first_text, retry_text = client.user_texts()
     assert "cut off at the output limit" in retry_text
@@ -269,7 +271,7 @@ def test_a_truncated_answer_is_retried_asking_for_brevity() -> None:
 
 def test_a_valid_input_with_a_truncation_stop_reason_is_not_accepted_first_time() -> None:
     client = ScriptedBedrock(answer(valid_input(), stop="max_tokens"), answer(valid_input()))
-    run(client)
+    run(client, LINES[:1])
     assert len(client.requests) == 2
 
 

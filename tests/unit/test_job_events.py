@@ -363,15 +363,11 @@ def test_one_bad_record_does_not_stop_the_batch(
     assert sqs.visibility == []
 
 
-@pytest.mark.parametrize(
-    "error",
-    [TransientError("Transcribe throttled GetTranscriptionJob"), NotFound("gone meanwhile")],
-)
 def test_a_record_that_cannot_be_settled_now_is_reported_for_retry(
-    rig: Rig, sqs: Sqs, settings: JobEventsSettings, error: Exception
+    rig: Rig, sqs: Sqs, settings: JobEventsSettings
 ) -> None:
     failing, fine = rig.submitted(UUID), rig.submitted(OTHER_UUID)
-    rig.speech.errors[failing] = error
+    rig.speech.errors[failing] = TransientError("Transcribe throttled GetTranscriptionJob")
     rig.speech.statuses[fine] = JobStatus.COMPLETED
     batch = {"Records": [record("m-failing", event(failing), 2), record("m-fine", event(fine))]}
     result = handle_job_events(batch, settings, rig.deps)
@@ -384,6 +380,19 @@ def test_a_record_that_cannot_be_settled_now_is_reported_for_retry(
     ]
 
 
+def test_an_event_for_a_job_transcribe_no_longer_knows_is_acknowledged(
+    rig: Rig, sqs: Sqs, settings: JobEventsSettings
+) -> None:
+    """Retrying cannot bring the job back: the event is dropped, and the meeting is left to the
+    reconciler, which spends the job's attempt."""
+    gone = rig.submitted(UUID)
+    rig.speech.errors[gone] = NotFound("gone meanwhile")
+    batch = {"Records": [record("m-gone", event(gone), 1)]}
+    assert handle_job_events(batch, settings, rig.deps) == {"batchItemFailures": []}
+    assert rig.store.items[UUID].state == State.SUBMITTED
+    assert sqs.visibility == []
+
+
 def test_a_record_out_of_receives_is_reported_and_not_hidden_again(
     rig: Rig, sqs: Sqs, settings: JobEventsSettings
 ) -> None:
@@ -394,3 +403,17 @@ def test_a_record_out_of_receives_is_reported_and_not_hidden_again(
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-failing"}]}
     assert sqs.visibility == []
     assert rig.store.items[UUID].state == State.SUBMITTED  # the reconciler still asks
+
+
+def test_the_consumer_confirms_with_transcribe_whatever_the_provider_setting_says_now(
+    settings: JobEventsSettings,
+) -> None:
+    """After a switch back to Symbl, jobs started on Transcribe still end: their events are
+    confirmed with Transcribe and their slots freed in the AWS pool."""
+    from services.submitter.handler import build_job_events_deps
+
+    switched = settings.model_copy(
+        update={"speech_provider": "symbl", "symbl_credentials_secret_arn": "arn:secret"}
+    )
+    deps = build_job_events_deps(switched)
+    assert deps.speech.provider == "aws" and deps.slots.key == "aws"

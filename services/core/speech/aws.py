@@ -123,6 +123,7 @@ class AwsSpeechConfig:
 def _missing_job(error: ClientError) -> bool:
     code = aws.error_code(error)
     message = str(error.response.get("Error", {}).get("Message", "")).casefold()
+    message = message.replace("\u2019", "'")  # however the apostrophe is typeset
     return code == "NotFoundException" or (
         code == "BadRequestException" and "couldn't be found" in message
     )

@@ -615,14 +615,27 @@ def _salvage(answer: _Answer) -> _PartResult:
     return _PartResult(values, frozenset(SECTIONS) - frozenset(values))
 
 
+class _AnswerTooLong(Exception):
+    """The answer for a part was cut at maxTokens: a part of half the lines has fewer things to
+    say, so it is halved rather than asked to leave things out."""
+
+
 def _extract_part(
-    caller: _Caller, prompt: _Prompt, lines: Sequence[str], part: int, parts: int
+    caller: _Caller,
+    prompt: _Prompt,
+    lines: Sequence[str],
+    part: int,
+    parts: int,
+    *,
+    splittable: bool = False,
 ) -> _PartResult:
     answer = caller.ask(prompt.user_text(lines, part, parts, ""))
     verdict = _full(answer)
     if isinstance(verdict, ToolInput):
         return _PartResult({s: list(getattr(verdict, s)) for s in SECTIONS}, frozenset())
     truncated = answer.stop_reason in ("max_tokens", "model_context_window_exceeded")
+    if truncated and splittable:
+        raise _AnswerTooLong(f"answer cut at maxTokens (stop reason {answer.stop_reason})")
     logger.warning(
         "model answer refused; asking once more",
         model=caller.model_id,
@@ -777,15 +790,21 @@ class _Part:
 
 
 def _extract_parts(caller: _Caller, prompt: _Prompt, parts: list[_Part]) -> list[_PartResult]:
-    """Each part in order; one the model refuses as too long is replaced by its two halves."""
+    """Each part in order; one the model refuses as too long, or whose answer is cut at
+    maxTokens, is replaced by its two halves (at most MAX_SPLIT_DEPTH times)."""
     results: list[_PartResult] = []
     index = 0
     while index < len(parts):
         part = parts[index]
+        splittable = part.depth < MAX_SPLIT_DEPTH and len(part.lines) >= 2
         try:
-            results.append(_extract_part(caller, prompt, part.lines, index + 1, len(parts)))
-        except _InputTooLong as e:
-            if part.depth >= MAX_SPLIT_DEPTH or len(part.lines) < 2:
+            results.append(
+                _extract_part(
+                    caller, prompt, part.lines, index + 1, len(parts), splittable=splittable
+                )
+            )
+        except (_InputTooLong, _AnswerTooLong) as e:
+            if not splittable:
                 raise PermanentError(
                     f"model {caller.model_id} refused {len(part.lines)} transcript line(s) as too "
                     f"long even after {part.depth} halving(s): lower BEDROCK_CONTEXT_TOKENS "
@@ -793,7 +812,7 @@ def _extract_parts(caller: _Caller, prompt: _Prompt, parts: list[_Part]) -> list
                 ) from e
             first, second = _halve(part.lines)
             logger.warning(
-                "model refused a part as too long; halving it",
+                "a part's input or answer was too long; halving it",
                 model=caller.model_id,
                 part=index + 1,
                 parts=len(parts),

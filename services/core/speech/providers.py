@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.core.secrets import SecretCache
 from services.core.settings import SpeechSettings
 from services.core.speech.aws import AwsSpeech, AwsSpeechConfig
-from services.core.speech.provider import SpeechAnalytics
+from services.core.speech.provider import ProviderName, SpeechAnalytics
 from services.core.speech.symbl import symbl_client
 from services.core.speech.symbl_provider import SymblProvider, SymblWaits
 
@@ -16,10 +16,12 @@ def speech_provider(
     *,
     media_bucket: str = "",
     waits: SymblWaits | None = None,
+    provider: ProviderName | None = None,
 ) -> SpeechAnalytics:
-    """The configured provider. `media_bucket` is where the AWS provider's transcripts go
+    """The configured provider, or `provider` when a consumer serves one provider whatever the
+    setting (Transcribe's job events). `media_bucket` is where the AWS provider's transcripts go
     (services that only settle jobs may leave it empty); `waits` bound Symbl's insights steps."""
-    if settings.speech_provider == "aws":
+    if (provider or settings.speech_provider) == "aws":
         return AwsSpeech(
             AwsSpeechConfig(
                 stack_name=settings.stack_name,
