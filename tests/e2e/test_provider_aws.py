@@ -10,23 +10,27 @@ words, and its sections prove the prompt carried the transcript.
 from __future__ import annotations
 
 import html
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sandbox.fake_transcribe import FakeTranscribeState
 from sandbox.runner import LocalStack, StackOptions
 from sandbox.synth import SyntheticMeeting
-from services.core import aws
 from services.core.recordings import RecordingStore, State
 from services.core.speech.aws import job_name
-from tests.support.pipeline import deliver, email_html, synthetic_meeting, wait_terminal
+from tests.support.pipeline import (
+    deliver,
+    dlq_depths,
+    email_html,
+    stored_json,
+    synthetic_meeting,
+    wait_terminal,
+)
 
 NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
 AWS = StackOptions(speech_provider="aws", transcribe_limit=2, transcribe_quota=2)
@@ -57,27 +61,9 @@ def meetings(stack: LocalStack, count: int, seed: int, label: str) -> list[Synth
     ]
 
 
-def stored(stack: LocalStack, key: str | None) -> dict[str, Any]:
-    assert key
-    body = aws.client("s3").get_object(Bucket=stack.stack.names.media_bucket, Key=key)["Body"]
-    return dict(json.loads(body.read()))
-
-
 def transcribe(stack: LocalStack) -> FakeTranscribeState:
     assert stack.transcribe is not None
     return stack.transcribe
-
-
-def dlq_depths(stack: LocalStack) -> dict[str, int]:
-    sqs = aws.client("sqs")
-    return {
-        stage: int(
-            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
-                "Attributes"
-            ]["ApproximateNumberOfMessages"]
-        )
-        for stage, url in stack.stack.dlq_urls.items()
-    }
 
 
 def test_provider_aws_one_meeting_end_to_end(local_stack: LocalStack) -> None:
@@ -106,9 +92,9 @@ def test_provider_aws_one_meeting_end_to_end(local_stack: LocalStack) -> None:
     # the transcript stays in the bucket under its retention rule.
     assert [e.job_name for e in fake.events_sent] == [name]
     assert fake.deleted == [name]
-    assert stored(stack, record.conversation_id)["results"]["items"]
+    assert stored_json(stack, record.conversation_id)["results"]["items"]
 
-    insights = stored(stack, record.insights_key)
+    insights = stored_json(stack, record.insights_key)
     assert insights["provider"] == "aws" and insights["sections_missing"] == []
     transcript = insights["transcript"]
     assert len(transcript) >= len(meeting.lines) * 0.9
@@ -171,7 +157,7 @@ def test_provider_aws_meetings_with_faults_on(local_stack: LocalStack) -> None:
     assert outcomes["tool_use"] == 7  # six valid answers and the malformed one
     store = RecordingStore(stack.stack.names.recordings_table)
     for meeting in batch:
-        insights = stored(stack, store.require(meeting.uuid).insights_key)
+        insights = stored_json(stack, store.require(meeting.uuid).insights_key)
         assert insights["sections_missing"] == [] and insights["summary"]
     topics = Counter(m.topic for m in batch for e in stack.sent_emails() if m.topic in str(e))
     assert all(topics[m.topic] == 1 for m in batch), topics

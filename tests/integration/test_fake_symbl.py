@@ -664,6 +664,8 @@ def test_job_progresses_and_the_webhook_reports_every_change_in_order(
     record = symbl.state.job(job_id)
     assert record is not None
     assert [status for status, _ in record.history] == ["scheduled", "in_progress", "completed"]
+    # The fake records an attempt once the receiver's answer is back, just after the body lands.
+    eventually(lambda: len(symbl.state.webhook_attempts) == 2, "two recorded attempts")
     assert [a.status_code for a in symbl.state.webhook_attempts] == [200, 200]
 
 

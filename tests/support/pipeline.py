@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email as email_parser
+import json
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -12,6 +13,7 @@ from typing import Any
 from sandbox.runner import ROOT, LocalStack
 from sandbox.synth import SyntheticMeeting, build_recording_completed, synthesize_meeting
 from sandbox.zoom_webhook_sender import ZoomWebhookSender
+from services.core import aws
 from services.core.recordings import TERMINAL_STATES, RecordingStore, State
 
 CACHE = ROOT / ".cache" / "synth"
@@ -38,6 +40,26 @@ def synthetic_meeting(
         cache_dir=CACHE / ".renders",
     )
     return replace(meeting, account_id=stack.zoom.account_id)
+
+
+def dlq_depths(stack: LocalStack) -> dict[str, int]:
+    """Messages waiting in each queue's DLQ."""
+    sqs = aws.client("sqs")
+    return {
+        stage: int(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+        )
+        for stage, url in stack.stack.dlq_urls.items()
+    }
+
+
+def stored_json(stack: LocalStack, key: str | None) -> dict[str, Any]:
+    """A JSON object the stack stored in its media bucket (insights, a transcript)."""
+    assert key
+    body = aws.client("s3").get_object(Bucket=stack.stack.names.media_bucket, Key=key)["Body"]
+    return dict(json.loads(body.read()))
 
 
 def email_html(email: dict[str, Any]) -> str:
