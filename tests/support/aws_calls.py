@@ -13,20 +13,24 @@ purpose): that needs no permission on anything the stack has.
 
 Each call is recorded as the IAM action it needs (`dynamodb:UpdateItem`, `lambda:InvokeFunction`
 for Invoke, `s3:PutObject` for a multipart upload's parts, `ses:SendEmail` and `ses:SendRawEmail`
-for an SES v2 SendEmail with raw content...) and the resource it names, as a
-logical name without the stack's prefix (`sqs:notify`, `dynamodb:table/recordings`,
-`s3:media/insights/...`, `secretsmanager:link-signing-key`), and attributed to the service whose
-code made it: the OUTERMOST frame of the call stack under `services/<name>/` (outermost, because
-one service imports another's helpers: the webhook's insights page reads S3 through
-`services/notifier/insights.py`). `services/submitter/` is split into the pump (`pump.py`, the
-pump handler) and the reconciler (`reconciler.py`, the reconciler handler). Calls without such a
-frame (test setup, sandbox provisioning, the sandbox's stand-ins for AWS triggers) are counted but
-not attributed. Work a service hands to a thread pool (boto3's S3 transfers) keeps the submitting
-service's attribution.
+for an SES v2 SendEmail with raw content, `bedrock:InvokeModel` for Bedrock Runtime's Converse...)
+and the resource it names, as a logical name without the stack's prefix (`sqs:notify`,
+`dynamodb:table/recordings`, `s3:media/insights/...`, `secretsmanager:link-signing-key`,
+`transcribe:transcription-job/<prefix>-…`, `bedrock:model/amazon.nova-lite-v1:0`), and
+attributed to the service whose code made it: the OUTERMOST frame of the call stack under
+`services/<name>/` (outermost, because one service imports another's helpers: the webhook's
+insights page reads S3 through `services/core/insights/`). `services/submitter/` is split into
+the pump (`pump.py`, the pump handler), the reconciler (`reconciler.py`, the reconciler handler)
+and the job-events consumer (`job_events.py`, the job-events handler), as the Terraform gives
+each its own function and role. Calls without such a frame (test setup, sandbox provisioning, the
+sandbox's stand-ins for AWS triggers, and the fake Transcribe reading media from and writing
+transcripts to S3 on its own threads) are counted but not attributed. Work a service hands to a
+thread pool (boto3's S3 transfers) keeps the submitting service's attribution.
 
 Not recorded: processes the tests start (the sandbox's Fargate merge task, the integration tier's
 pump subprocesses), and anything AWS does for a service without a call in its code (Lambda's SQS
-pollers, log delivery, KMS behind SNS, IAM's PassRole check).
+pollers, log delivery, KMS behind SNS, IAM's PassRole check, Transcribe reading the media and
+writing the transcript with the caller's rights).
 """
 
 from __future__ import annotations
@@ -47,19 +51,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
 
-# Services whose calls are attributed; "pump" and "reconciler" share services/submitter/.
-ACTORS = ("webhook", "merger", "pump", "reconciler", "notifier", "ops")
+# Services whose calls are attributed; "pump", "reconciler" and "job_events" share
+# services/submitter/ (one image, three functions, three roles).
+ACTORS = ("webhook", "merger", "pump", "reconciler", "job_events", "notifier", "ops")
 _PACKAGES = {"webhook", "merger", "notifier", "ops"}
-_SUBMITTER_MODULES = {"pump.py": "pump", "reconciler.py": "reconciler"}
+_SUBMITTER_MODULES = {
+    "pump.py": "pump",
+    "reconciler.py": "reconciler",
+    "job_events.py": "job_events",
+}
 _SUBMITTER_FUNCTIONS = {
     "pump_handler": "pump",
     "build_pump_deps": "pump",
     "reconciler_handler": "reconciler",
     "build_reconciler_deps": "reconciler",
+    "job_events_handler": "job_events",
+    "build_job_events_deps": "job_events",
+    "handle_job_events": "job_events",
 }
 
 # IAM action prefix of a botocore service where it is not the service's name.
-_IAM_PREFIX = {"sesv2": "ses"}
+_IAM_PREFIX = {"sesv2": "ses", "bedrock-runtime": "bedrock"}
 # Operations whose IAM action is not "<prefix>:<operation>".
 _IAM_ACTION = {
     ("lambda", "Invoke"): "lambda:InvokeFunction",
@@ -71,6 +83,11 @@ _IAM_ACTION = {
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "HeadBucket"): "s3:ListBucket",
     ("s3", "ListParts"): "s3:ListMultipartUploadParts",
+    # Converse is authorised as InvokeModel, ConverseStream as InvokeModelWithResponseStream
+    # (/work/shared/reference/aws-speech.md §10; a separate bedrock:Converse action is
+    # unconfirmed, and the policies grant none).
+    ("bedrock-runtime", "Converse"): "bedrock:InvokeModel",
+    ("bedrock-runtime", "ConverseStream"): "bedrock:InvokeModelWithResponseStream",
 }
 
 LEAST_PRIVILEGE_TEST = "tests/e2e/test_least_privilege.py"
@@ -112,6 +129,20 @@ def _secret(secret_id: str) -> str:
     return secret_id.split("/", 1)[1] if "/" in secret_id else secret_id
 
 
+def _transcription_job(name: str) -> str:
+    """`<prefix>-<meeting key>-<attempt>` -> `transcribe:transcription-job/<prefix>-…`: the IAM
+    statements match our stack's prefix, and one meeting's job is like another's. A name
+    without a prefix keeps its own name, and matches no statement."""
+    if "-" not in name:
+        return f"transcribe:transcription-job/{name}"
+    return "transcribe:transcription-job/<prefix>-…"
+
+
+def _bedrock_model(model_id: str) -> str:
+    """A model or inference profile id, or its ARN (`…:foundation-model/<id>`), by its id."""
+    return f"bedrock:model/{model_id.rsplit('/', 1)[-1]}"
+
+
 def resources_of(service: str, operation: str, params: dict[str, Any]) -> tuple[str, ...]:
     """The resources one call names, or () where only the action is checked."""
     if service == "dynamodb" and "TableName" in params:
@@ -147,6 +178,10 @@ def resources_of(service: str, operation: str, params: dict[str, Any]) -> tuple[
         return ("ecs:merge-task-definition",)  # the one task definition the merger starts
     if service == "ecs" and operation == "DescribeTasks":
         return ("ecs:task",)
+    if service == "transcribe" and "TranscriptionJobName" in params:
+        return (_transcription_job(str(params["TranscriptionJobName"])),)
+    if service == "bedrock-runtime" and "modelId" in params:
+        return (_bedrock_model(str(params["modelId"])),)
     return ()
 
 
