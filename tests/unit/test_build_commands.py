@@ -112,7 +112,7 @@ SOURCES = {
 
 def test_the_terraform_declares_one_platform_for_every_image() -> None:
     platforms = declared_platforms()
-    assert len(platforms) == 6, platforms  # five functions and the merge task
+    assert len(platforms) == 7, platforms  # six functions (job-events too) and the merge task
     assert len(set(platforms.values())) == 1, f"images need different platforms: {platforms}"
 
 
