@@ -10,6 +10,9 @@ SYS_STAMP := .cache/system-packages.stamp
 # ffmpeg/ffprobe (the merger, the fakes), espeak-ng (synthetic speech), chromium (browser tests)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# `make test` runs the tiers on this many pytest-xdist workers (each its own process, moto server
+# and fakes); 0 runs them in one process.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 
@@ -43,7 +46,7 @@ setup: $(SYS_STAMP) $(PIP_STAMP) ## Install Debian packages (apt-get) and Python
 
 .PHONY: test
 test: setup ## Run every test tier (unit, integration, e2e)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: setup ## Unit tier only (no network)
