@@ -60,6 +60,15 @@ resource "aws_cloudwatch_event_rule" "transcribe_job_events" {
   description = "Transcribe jobs of ${var.name_prefix} that completed or failed, to the job-events queue"
 
   event_pattern = jsonencode(local.transcribe_job_events_pattern)
+
+  lifecycle {
+    # Transcribe takes at most 2 channels: the AWS provider attributes speakers through the
+    # compact file's segment map (a multichannel submission would end each meeting FAILED).
+    precondition {
+      condition     = var.speech_provider != "aws" || var.audio_layout == "compact"
+      error_message = "speech_provider = \"aws\" needs audio_layout = \"compact\" (Amazon Transcribe takes at most 2 channels)."
+    }
+  }
 }
 
 # SQS needs no role: the queue policy lets this rule (and only it) send (modules/queue). An event

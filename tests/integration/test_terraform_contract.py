@@ -980,3 +980,18 @@ def test_transcripts_go_where_the_terraform_expects_them() -> None:
     code gives Transcribe (OutputKey)."""
     aws_speech = importlib.import_module("services.core.speech.aws")
     assert ROOT_SCOPE.lookup("local.media_prefixes")["transcripts"] == aws_speech.TRANSCRIPTS_PREFIX
+
+
+def test_the_aws_provider_refuses_a_multichannel_layout_at_plan_time() -> None:
+    """Transcribe takes at most 2 channels and the AWS adapter refuses a multichannel job (the
+    meeting would end FAILED): the Terraform stops the combination before it is deployed."""
+    rule = resources(TERRAFORM)[("aws_cloudwatch_event_rule", "transcribe_job_events")]
+    conditions = [
+        str(condition.get("condition", ""))
+        for lifecycle in rule.get("lifecycle", [])
+        for condition in lifecycle.get("precondition", [])
+    ]
+    assert any(
+        'var.speech_provider != "aws"' in c and 'var.audio_layout == "compact"' in c
+        for c in conditions
+    ), conditions

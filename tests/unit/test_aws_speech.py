@@ -318,7 +318,7 @@ def test_diarized_jobs_ask_for_speaker_labels_within_transcribe_s_range(
 
 def test_a_multichannel_job_is_refused_before_anything_is_sent(rig: Rig) -> None:
     job = speech_job(channels=(Speaker("Ann"), Speaker("Bo")))
-    with pytest.raises(ConfigurationError, match="AUDIO_LAYOUT=compact"):
+    with pytest.raises(PermanentError, match="AUDIO_LAYOUT=compact"):
         rig.speech.submit(job)
     assert rig.transcribe.calls == []
 

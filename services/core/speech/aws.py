@@ -34,7 +34,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.core import aws
-from services.core.errors import ConfigurationError, NotFound, PermanentError, TransientError
+from services.core.errors import NotFound, PermanentError, TransientError
 from services.core.insights.document import (
     InsightsDocument,
     SpeakerTalkTime,
@@ -157,9 +157,11 @@ class AwsSpeech:
     def start_request(self, job: SpeechJob) -> dict[str, Any]:
         """StartTranscriptionJob's parameters for `job`."""
         if job.channels:
-            raise ConfigurationError(
+            # The meeting ends FAILED with the reason; once the layout is fixed, a replay
+            # merges it again as a compact file.
+            raise PermanentError(
                 "Amazon Transcribe takes at most 2 channels and the AWS provider attributes "
-                "speakers through the segment map: set AUDIO_LAYOUT=compact"
+                "speakers through the segment map: set AUDIO_LAYOUT=compact, then replay"
             )
         name = job_name(self.config.stack_name, job.meeting_uuid, job.attempt)
         params: dict[str, Any] = {
