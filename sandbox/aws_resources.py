@@ -17,7 +17,7 @@ MAX_RECEIVE_COUNT = 5
 
 # Visibility timeouts are at least six times the consumer's function timeout (AWS's advice for
 # Lambda event sources); the Terraform sets the same numbers from the function timeouts.
-QUEUE_VISIBILITY_SECONDS = {"merge": 5400, "submit": 900, "notify": 720, "job-events": 360}
+QUEUE_VISIBILITY_SECONDS = {"merge": 5400, "submit": 900, "notify": 5400, "job-events": 360}
 
 RECORDINGS_TABLE_SCHEMA: dict[str, Any] = {
     "KeySchema": [{"AttributeName": "meeting_uuid", "KeyType": "HASH"}],

@@ -142,7 +142,7 @@ module "notifier" {
 
   sqs_event_source = {
     queue_arn                       = module.notify_queue.arn
-    batch_size                      = 5
+    batch_size                      = 1 # each meeting its own 15 minutes (Bedrock may take minutes)
     maximum_batching_window_seconds = 0
     maximum_concurrency             = var.notifier_concurrency
   }

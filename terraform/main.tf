@@ -56,7 +56,7 @@ locals {
     merger     = 900
     pump       = 150
     reconciler = 120
-    notifier   = 120
+    notifier   = 900 # one meeting per invocation: with Bedrock, an hour of meeting is several model calls
     job_events = 60
   }
 
@@ -66,7 +66,7 @@ locals {
   queue_visibility_seconds = {
     merge      = 5400 # merger, 900 s
     submit     = 900  # pump, 150 s (the pump receives from this queue itself; no event source)
-    notify     = 720  # notifier, 120 s
+    notify     = 5400 # notifier, 900 s
     job_events = 360  # job-events, 60 s (queue <prefix>-job-events)
   }
 

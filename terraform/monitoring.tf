@@ -373,7 +373,7 @@ resource "aws_cloudwatch_metric_alarm" "speech_jobs_failed" {
   for_each = local.speech_job_settlers
 
   alarm_name          = "${each.value}-speech-jobs-failed"
-  alarm_description   = "The speech provider (${var.speech_provider}) failed jobs, seen by the ${each.key}. The meeting's last error holds the provider's reason (Transcribe's FailureReason); the job is submitted again until its attempts are spent."
+  alarm_description   = "The speech provider (${var.speech_provider}) failed jobs, seen by the ${each.key}. The meeting's last error holds Transcribe's FailureReason when its completion event carried it (else the job-events and reconciler logs do); the job is submitted again until its attempts are spent."
   namespace           = local.metrics_namespace
   metric_name         = "SpeechJobsFailed"
   dimensions          = { service = each.value }

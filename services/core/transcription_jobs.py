@@ -68,8 +68,11 @@ class JobDeps:
     job_attempts: int = 2
 
 
-def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
-    """Apply a confirmed job status to its meeting. Returns what was done (for logs and tests)."""
+def settle_job(
+    recording: Recording, status: JobStatus, deps: JobDeps, *, failure_reason: str | None = None
+) -> str:
+    """Apply a confirmed job status to its meeting. Returns what was done (for logs and tests).
+    `failure_reason`, when the provider said why a job failed, goes into the meeting's record."""
     job_id = recording.job_id
     if job_id is None:
         return "no job"
@@ -98,9 +101,10 @@ def settle_job(recording: Recording, status: JobStatus, deps: JobDeps) -> str:
         logger.info("transcribed", job_id=job_id)
         return "transcribed"
     record_metric("SpeechJobsFailed")
-    return fail_attempt(
-        recording, f"{PROVIDER_LABELS[deps.speech.provider]} job {job_id} failed", deps
-    )
+    reason = f"{PROVIDER_LABELS[deps.speech.provider]} job {job_id} failed"
+    if failure_reason:
+        reason += f": {failure_reason[:300]}"
+    return fail_attempt(recording, reason, deps)
 
 
 def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:

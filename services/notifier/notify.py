@@ -74,6 +74,9 @@ from services.core.speech.provider import Insights, InsightsRequest, SpeechAnaly
 from services.core.speech.segment_map import SegmentMap, load_segment_map
 
 STAGE = "notify"
+# A provider's job is the transcribe stage (services/core/transcription_jobs.py STAGE): a meeting
+# failed there is submitted again by a replay.
+TRANSCRIBE_STAGE = "transcribe"
 EMAIL_IN_DOUBT = "unknown (sent before a crash)"
 SEND_SETTLE_SECONDS = 120
 FAILURE_NOTICES = "failure_notices"  # attempts counter: operator notices published
@@ -297,10 +300,7 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
     if not recipients:
         raise PermanentError("nobody to email: the host has no address and no extra recipients")
     if recording.speech_provider not in (None, deps.speech.provider):
-        raise PermanentError(
-            f"transcribed by {recording.speech_provider}, but this deployment now uses "
-            f"{deps.speech.provider}: replay the meeting to run it again"
-        )
+        return _transcribed_elsewhere(recording, deps)
     request = InsightsRequest(
         recording=recording,
         segment_map=_segment_map(recording, deps),
@@ -338,6 +338,24 @@ def _notify(recording: Recording, deps: NotifierDeps) -> str:
     except StateConflict:
         return "claimed by another delivery"
     return _send(claimed, email, deps)
+
+
+def _transcribed_elsewhere(recording: Recording, deps: NotifierDeps) -> str:
+    """Transcribed by the provider this deployment no longer uses (a switch with the meeting in
+    flight): its insights cannot be read here. It ends FAILED in the transcribe stage, so the
+    failure is announced and `replay` submits it again, to the current provider."""
+    reason = (
+        f"transcribed by {recording.speech_provider}, but this deployment now uses "
+        f"{deps.speech.provider}: replay the meeting to transcribe it again"
+    )
+    try:
+        deps.store.fail(
+            recording.meeting_uuid, State.TRANSCRIBED, stage=TRANSCRIBE_STAGE, reason=reason
+        )
+    except StateConflict:
+        return "already handled"
+    logger.warning("meeting transcribed by another provider", reason=reason)
+    return "failed: transcribed by another provider"
 
 
 def _skip(meeting_uuid: str, reason: str, deps: NotifierDeps) -> str:

@@ -187,17 +187,17 @@ def replay(store: RecordingStore, queues: dict[str, QueueSender], uuid: str) -> 
     stage = recording.failed_stage or "merge"
     target, message = REPLAY.get(stage, REPLAY["merge"])
     attempts = {k: v for k, v in recording.attempts.items() if k != stage}
-    store.transition(
-        uuid,
-        State.FAILED,
-        target,
-        updates={
-            "attempts": attempts,
-            "failed_stage": None,
-            "failure_reason": None,
-            "last_error": f"replayed by an operator after failing in {stage}",
-        },
-    )
+    updates: dict[str, object] = {
+        "attempts": attempts,
+        "failed_stage": None,
+        "failure_reason": None,
+        "last_error": f"replayed by an operator after failing in {stage}",
+    }
+    if target != State.TRANSCRIBED:
+        # It will be submitted again: an old job must not be taken for the new one's (a
+        # SUBMITTING repair adopts the job on the item).
+        updates.update({"job_id": None, "conversation_id": None})
+    store.transition(uuid, State.FAILED, target, updates=updates)
     queue = {MergeRequest: "merge", SubmitRequest: "submit", NotifyRequest: "notify"}[message]
     queues[queue].send(message(meeting_uuid=uuid))
     return f"{uuid}: {target.value}, {queue} request queued"

@@ -26,6 +26,7 @@ class _Detail(BaseModel):
 
     job_name: str = Field(alias="TranscriptionJobName", min_length=1, max_length=200)
     status: str = Field(alias="TranscriptionJobStatus")
+    failure_reason: str | None = Field(default=None, alias="FailureReason")
 
 
 class JobEvent(BaseModel):
@@ -76,7 +77,7 @@ def handle_job_event(body: str, deps: JobDeps, stack_name: str) -> str:
         record_metric("JobEventsIgnored")
         logger.info("job event for a job Transcribe no longer knows", job_id=name)
         return "unknown job"
-    outcome = settle_job(recording, status, deps)
+    outcome = settle_job(recording, status, deps, failure_reason=event.detail.failure_reason)
     logger.info(
         "job event", job_id=name, event_status=event.detail.status, status=status, outcome=outcome
     )

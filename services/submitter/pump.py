@@ -297,6 +297,7 @@ def _record_job(deps: PumpDeps, claim: str, recording: Recording, job: Submitted
             State.SUBMITTING,
             {
                 "speech_provider": deps.speech.provider,
+                "speech_jobs": recording.speech_jobs + 1,
                 "job_id": job.job_id,
                 "conversation_id": job.conversation_id,
             },

@@ -313,6 +313,9 @@ def _adopt(
             State.SUBMITTING,
             State.SUBMITTED,
             updates={
+                "speech_provider": deps.speech.provider,
+                # The adopted job's number is used: a resubmission gets the next one.
+                "speech_jobs": recording.speech_jobs + 1,
                 "job_id": job_id,
                 "conversation_id": conversation_id or recording.conversation_id,
                 "submit_claim": None,

@@ -912,3 +912,25 @@ def test_an_ses_refusal_before_acceptance_releases_the_claim_and_the_retry_sends
     item = rig.store.require(uuid)
     assert (item.state, item.email_message_id) == (State.NOTIFIED, "stub-2")
     assert len(ses.attempts) == 2
+
+
+def test_a_meeting_transcribed_by_the_other_provider_fails_to_be_transcribed_again(
+    rig: Rig,
+) -> None:
+    """After a switch to Symbl, a meeting Transcribe had transcribed cannot be read here: it
+    ends FAILED in the transcribe stage (announced by the failure sweep, never emailed), and a
+    replay sends it back to be submitted to the current provider."""
+    from services.ops.cli import replay
+
+    uuid = f"{rig.stack.names.prefix}-switched"
+    rig.add_transcribed(uuid, "transcripts/x/job.json")
+    rig.store.update_fields(uuid, State.TRANSCRIBED, {"speech_provider": "aws"})
+    deps = rig.deps()
+    assert failed_ids(handle_batch(sqs_event(uuid), deps)) == []
+    item = rig.store.require(uuid)
+    assert (item.state, item.failed_stage) == (State.FAILED, "transcribe")
+    assert "now uses symbl" in (item.failure_reason or "")
+    assert rig.sent_requests == []
+    queues = {"submit": QueueSender(rig.stack.queue_urls["submit"])}
+    replay(rig.store, queues, uuid)  # type: ignore[arg-type]
+    assert rig.store.require(uuid).state == State.MERGED

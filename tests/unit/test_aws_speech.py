@@ -15,6 +15,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from services.core.secrets import SecretCache
 from services.core.settings import JobEventsSettings, SpeechSettings, settings_from
 from services.core.speech.aws import (
     MAX_SPEAKER_LABELS,
+    MODEL_WAIT,
     AwsSpeech,
     AwsSpeechConfig,
     job_meeting,
@@ -52,6 +54,7 @@ from services.core.speech.provider import (
     Speaker,
     SpeechJob,
     SubmittedJob,
+    Wait,
 )
 from services.core.speech.providers import speech_provider
 from services.core.speech.segment_map import MapSpeaker, Segment, SegmentMap
@@ -679,7 +682,7 @@ def test_a_mixed_recording_is_named_by_transcribe_s_speakers_in_order_of_appeara
 def test_a_transcript_without_words_is_not_sent_to_the_model(rig: Rig) -> None:
     store_transcript(rig, [])
     document = insights(rig, SEGMENT_MAP)
-    assert document.summary_missing == "too_short"
+    assert document.summary_missing == "no_speech"
     assert document.transcript == [] and document.summary == []
     assert rig.bedrock_clients == 0 and rig.bedrock.requests == []
 
@@ -823,3 +826,44 @@ def test_the_factory_builds_the_configured_provider() -> None:
     )
     symbl = speech_provider(symbl_settings, secrets)
     assert isinstance(symbl, SymblProvider) and symbl.provider == "symbl"
+
+
+class Waits:
+    """The notifier's record of a meeting's waits (`Progress`), in memory."""
+
+    def __init__(self, model_waits: int) -> None:
+        self.counts = {MODEL_WAIT: model_waits}
+
+    def count(self, counter: str) -> int:
+        return self.counts.get(counter, 0)
+
+    def record(self, counter: str) -> None:
+        self.counts[counter] = self.count(counter) + 1
+
+    def stamp(self, field: str) -> None:
+        raise AssertionError("the AWS provider stamps nothing")
+
+
+def throttled(**_: Any) -> dict[str, Any]:
+    raise ClientError(
+        {
+            "Error": {"Code": "ThrottlingException", "Message": "Too many requests"},
+            "ResponseMetadata": {"HTTPStatusCode": 429},
+        },
+        "Converse",
+    )
+
+
+def test_a_busy_model_makes_the_notes_wait_without_spending_a_delivery(rig: Rig) -> None:
+    """Throttling (after botocore's own retries) is waiting, not failing: the notifier asks
+    again later with a delayed request, at most `model_max_waits` times; then the error goes to
+    the notify queue's bounded retries."""
+    store_transcript(rig, COMPACT_ITEMS)
+    rig.bedrock.converse = throttled  # type: ignore[method-assign]
+    waiting = replace(request(SEGMENT_MAP), progress=Waits(0))
+    outcome = rig.speech.insights(waiting)
+    assert isinstance(outcome, Wait)
+    assert (outcome.counter, outcome.delay_seconds) == (MODEL_WAIT, 60)
+    spent = replace(request(SEGMENT_MAP), progress=Waits(rig.speech.config.model_max_waits))
+    with pytest.raises(TransientError):
+        rig.speech.insights(spent)

@@ -220,6 +220,8 @@ def test_a_failed_job_spends_an_attempt_and_goes_back_for_submission(rig: Rig) -
     assert handle_job_event(event(name, "FAILED"), rig.deps, STACK) == "resubmitted"
     item = rig.store.items[UUID]
     assert item.state == State.MERGED and item.job_id is None and item.conversation_id is None
+    # The event's FailureReason is on the record, for the operator and the alarm's reader.
+    assert item.last_error == f"Transcribe job {name} failed: Unsupported media format"
     assert rig.submit_queue.messages == [SubmitRequest(meeting_uuid=UUID)]
     assert rig.slots.released == [name]
 

@@ -123,7 +123,7 @@ def test_empty_sections_render_gracefully() -> None:
     assert "Symbl" not in email.text  # no experience URL, no mention
 
 
-@pytest.mark.parametrize("reason", ["too_short", "not_ready"])
+@pytest.mark.parametrize("reason", ["too_short", "not_ready", "no_speech"])
 def test_a_missing_summary_says_no_summary_was_generated_and_why(reason: str) -> None:
     document = rich_document().model_copy(update={"summary": [], "summary_missing": reason})
     email = render_email(document, PAGE_URL)

@@ -25,9 +25,9 @@ from services.core.speech.segment_map import SegmentMap, TimedWord, attribute_wo
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 
-# Why a document has no summary: the conversation was too short to summarise, or none had been
-# written when the notes were sent.
-SummaryMissing = Literal["too_short", "not_ready"]
+# Why a document has no summary: the conversation was too short to summarise (Symbl's
+# threshold), none had been written when the notes were sent, or no words were recognised at all.
+SummaryMissing = Literal["too_short", "not_ready", "no_speech"]
 
 
 class _Doc(BaseModel):

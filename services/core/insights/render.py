@@ -45,6 +45,7 @@ SUMMARY_MISSING = {
         " needs about 50 words in at least 3 sentences)."
     ),
     "not_ready": "No summary was generated: none was ready when these notes were sent.",
+    "no_speech": "No summary was generated: no words were recognised in the recording.",
 }
 
 # How the notes name a section the provider could not deliver (`sections_missing`).

@@ -47,7 +47,12 @@ from services.core.insights.document import (
 from services.core.observability import logger
 from services.core.recordings import Recording
 from services.core.s3_stream import meeting_key
-from services.core.speech.bedrock import TranscriptLine, bedrock_client, extract_insights
+from services.core.speech.bedrock import (
+    ModelBusy,
+    TranscriptLine,
+    bedrock_client,
+    extract_insights,
+)
 from services.core.speech.provider import (
     ConcurrencyLimitReached,
     Insights,
@@ -118,6 +123,13 @@ class AwsSpeechConfig:
     model_id: str = "amazon.nova-lite-v1:0"
     context_tokens: int = 300_000
     max_output_tokens: int = 4_096
+    # A throttled or not-ready model: the notes wait this long, at most this many times, without
+    # spending a delivery of the notify message; then the queue's own retries take over.
+    model_wait_seconds: int = 60
+    model_max_waits: int = 10
+
+
+MODEL_WAIT = "model_wait"  # attempts counter: deliveries that found the model busy
 
 
 def _missing_job(error: ClientError) -> bool:
@@ -261,15 +273,21 @@ class AwsSpeech:
         )
         if not lines:
             logger.info("the transcript holds no words: nothing to summarise")
-            return Insights(document.model_copy(update={"summary_missing": "too_short"}))
-        extraction = extract_insights(
-            self._bedrock_client(),
-            lines,
-            model_id=self.config.model_id,
-            max_output_tokens=self.config.max_output_tokens,
-            context_tokens=self.config.context_tokens,
-            meeting_topic=recording.topic,
-        )
+            return Insights(document.model_copy(update={"summary_missing": "no_speech"}))
+        try:
+            extraction = extract_insights(
+                self._bedrock_client(),
+                lines,
+                model_id=self.config.model_id,
+                max_output_tokens=self.config.max_output_tokens,
+                context_tokens=self.config.context_tokens,
+                meeting_topic=recording.topic,
+            )
+        except ModelBusy as e:
+            if request.progress.count(MODEL_WAIT) >= self.config.model_max_waits:
+                raise  # the notify queue's retries, then FAILED with the reason
+            logger.warning("the model is busy; the notes wait", error=str(e))
+            return Wait(f"model busy: {e}", MODEL_WAIT, self.config.model_wait_seconds)
         emails = {s.name: s.email for s in speakers if s.email}
         document = document.model_copy(
             update={

@@ -99,10 +99,12 @@ MIN_TRANSCRIPT_CHARS: Final = 400
 ELLIPSIS: Final = "…"
 
 # Converse calls can take minutes on long inputs (the default read timeout is 60 s); botocore's
-# standard mode retries throttling, 5xx and timeouts before we see them.
+# standard mode retries throttling, 5xx and timeouts before we see them. The notifier runs one
+# meeting per invocation within 900 s: a call's worst case (3 x 120 s) leaves room for a part's
+# second ask; a busy model beyond that makes the notes wait (services/core/speech/aws.py).
 BEDROCK_CONFIG: Final = Config(
     retries={"mode": "standard", "max_attempts": 3},
-    read_timeout=300,
+    read_timeout=120,
     connect_timeout=10,
 )
 
@@ -148,7 +150,18 @@ _TRANSIENT_CODES: Final = frozenset(
         "ServiceQuotaExceededException",
     }
 )
+# The model is busy or not ready for now: waiting is the cure, not a failed delivery.
+_BUSY_CODES: Final = frozenset(
+    {"ThrottlingException", "ModelNotReadyException", "ServiceUnavailableException"}
+)
 _CONFIGURATION_CODES: Final = frozenset({"AccessDeniedException", "ResourceNotFoundException"})
+
+
+class ModelBusy(TransientError):
+    """Bedrock throttled the call, or the model is not ready or unavailable for now (botocore's
+    own retries already spent): the caller waits and asks again later."""
+
+
 _TOO_LONG: Final = re.compile(
     r"too long|too many (?:input )?tokens|exceeds? (?:the )?(?:maximum )?context|context "
     r"(?:window|length)",
@@ -531,6 +544,8 @@ class _Caller:
             return _InputTooLong(message)
         if code == "ValidationException" and self.temperature and _TEMPERATURE.search(message):
             return _TemperatureRefused(message)
+        if code in _BUSY_CODES:
+            return ModelBusy(f"Bedrock {code} for model {self.model_id}: {message}")
         if code in _TRANSIENT_CODES:
             return TransientError(f"Bedrock {code} for model {self.model_id}: {message}")
         if code == "AccessDeniedException":
