@@ -23,6 +23,15 @@ def meeting_key(meeting_uuid: str) -> str:
     return base64.urlsafe_b64encode(meeting_uuid.encode()).decode().rstrip("=")
 
 
+def meeting_from_key(key: str) -> str | None:
+    """The meeting UUID a `meeting_key` names, or None when `key` is not one."""
+    try:
+        raw = base64.b64decode(key + "=" * (-len(key) % 4), altchars=b"-_", validate=True)
+        return raw.decode() or None
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+
+
 class MultipartWriter:
     """Write bytes in any chunk sizes; parts of `part_bytes` go to S3 as they fill.
 

@@ -7,7 +7,6 @@ and a job already settled changes nothing.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -19,6 +18,7 @@ from services.core.observability import logger, record_metric
 from services.core.pump import PumpNudger
 from services.core.queues import NotifyRequest, SubmitRequest
 from services.core.recordings import Recording, RecordingStore, State
+from services.core.s3_stream import meeting_from_key, meeting_key
 from services.core.slots import SlotPool
 from services.core.speech.provider import PROVIDER_LABELS, JobStatus, SpeechAnalytics
 
@@ -32,8 +32,7 @@ def new_callback_secret(meeting_uuid: str) -> str:
     strongly consistent, rather than search the job index, which lags behind writes and knows
     nothing before the job is recorded. Only the random part makes it unguessable.
     """
-    key = base64.urlsafe_b64encode(meeting_uuid.encode()).decode().rstrip("=")
-    return f"{key}.{secrets.token_urlsafe(32)}"
+    return f"{meeting_key(meeting_uuid)}.{secrets.token_urlsafe(32)}"
 
 
 def callback_meeting(secret: str) -> str | None:
@@ -41,11 +40,7 @@ def callback_meeting(secret: str) -> str | None:
     key, dot, token = secret.partition(".")
     if not dot or not key or not token or len(secret) > 1000:
         return None
-    try:
-        raw = base64.b64decode(key + "=" * (-len(key) % 4), altchars=b"-_", validate=True)
-        return raw.decode() or None
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
+    return meeting_from_key(key)
 
 
 def secret_digest(secret: str) -> str:

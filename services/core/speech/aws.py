@@ -22,7 +22,6 @@ answered `NotFoundException` or `BadRequestException` ("couldn't be found"): bot
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from services.core.insights.document import (
 )
 from services.core.observability import logger
 from services.core.recordings import Recording
-from services.core.s3_stream import meeting_key
+from services.core.s3_stream import meeting_from_key, meeting_key
 from services.core.speech.bedrock import (
     ModelBusy,
     TranscriptLine,
@@ -103,11 +102,7 @@ def job_meeting(stack_name: str, name: str) -> str | None:
     key, dash, attempt = name.removeprefix(prefix).rpartition("-")
     if not name.startswith(prefix) or not dash or not key or not attempt.isdigit():
         return None
-    try:
-        raw = base64.b64decode(key + "=" * (-len(key) % 4), altchars=b"-_", validate=True)
-        return raw.decode() or None
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
+    return meeting_from_key(key)
 
 
 def transcript_key(meeting_uuid: str, name: str) -> str:
