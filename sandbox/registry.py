@@ -94,6 +94,19 @@ class MeetingRegistry:
         meeting = self.get(topic)
         return meeting.templates if meeting is not None else []
 
+    def all_templates(self) -> list[Template]:
+        """Every template of every registered meeting, once per key (a recogniser that is not
+        told which meeting a file belongs to, such as the fake Transcribe, listens for all)."""
+        found: dict[str, Template] = {}
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                meeting = ScriptedMeeting.from_json(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being replaced right now, or not a meeting
+            for template in meeting.templates:
+                found.setdefault(template.key, template)
+        return list(found.values())
+
     def line_at(self, topic: str, speaker: str, start: float, end: float) -> ScriptLine | None:
         """The scripted line of `speaker` that overlaps [start, end] most, or None."""
         meeting = self.get(topic)

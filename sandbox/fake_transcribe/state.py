@@ -78,8 +78,8 @@ from sandbox.fake_transcribe.model import (
 )
 from sandbox.fake_transcribe.transcript import HeardOccurrence, transcript_document
 from sandbox.fake_transcribe.validation import StartRequest, parse_start, validate_job_name
-from sandbox.fingerprint import Recogniser, Template
-from sandbox.registry import MeetingRegistry, ScriptedMeeting
+from sandbox.fingerprint import Recogniser
+from sandbox.registry import MeetingRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -128,21 +128,6 @@ class _Job:
 
 def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else round(moment.timestamp(), 3)
-
-
-def _registry_templates(registry: MeetingRegistry | None) -> list[Template]:
-    """Every template of every meeting in the registry, once per key."""
-    if registry is None:
-        return []
-    found: dict[str, Template] = {}
-    for path in sorted(registry.directory.glob("*.json")):
-        try:
-            meeting = ScriptedMeeting.from_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # being replaced right now, or not a meeting
-        for template in meeting.templates:
-            found.setdefault(template.key, template)
-    return list(found.values())
 
 
 class FakeTranscribeState:
@@ -556,7 +541,7 @@ class FakeTranscribeState:
 
     def _templates_recogniser(self) -> Recogniser:
         """A recogniser of every template in the registry, rebuilt when the registry changes."""
-        templates = _registry_templates(self.registry)
+        templates = self.registry.all_templates() if self.registry is not None else []
         keys = frozenset(t.key for t in templates)
         with self._recogniser_lock:
             if self._recogniser is None or self._recogniser[0] != keys:
