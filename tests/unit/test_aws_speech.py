@@ -28,7 +28,6 @@ from services.core.errors import (
     ConfigurationError,
     NotFound,
     PermanentError,
-    StateConflict,
     TransientError,
 )
 from services.core.insights.document import InsightsDocument
@@ -701,29 +700,13 @@ def test_a_transcript_that_is_not_json_is_permanent(rig: Rig) -> None:
 # ---- a replayed meeting (a bug this test shows; see the report) ------------------------------
 
 
-class ReplayStore(MemoryRecordings):
-    """What `replay` needs of the recordings store."""
-
-    def require(self, meeting_uuid: str) -> Recording:
-        return self.items[meeting_uuid]
-
-    def transition(
-        self, meeting_uuid: str, expected: State, new: State, *, updates: dict[str, Any]
-    ) -> Recording:
-        item = self.items[meeting_uuid]
-        if item.state != expected:
-            raise StateConflict(meeting_uuid, (expected.value,), item.state.value)
-        self.items[meeting_uuid] = item.model_copy(update={**updates, "state": new})
-        return self.items[meeting_uuid]
-
-
 def test_a_replayed_meeting_gets_a_job_name_it_has_not_used(rig: Rig) -> None:
     """A meeting that FAILED in transcription after two AWS jobs, replayed by an operator, must
     not be submitted under a name one of its old jobs holds: Transcribe keeps job records for 90
     days, so the start would meet ConflictException and the adapter would adopt the old, failed
     job instead of transcribing again."""
     used = {job_name(STACK, UUID, attempt) for attempt in (1, 2)}
-    store = ReplayStore()
+    store = MemoryRecordings()
     store.items[UUID] = recording(
         state=State.FAILED,
         failed_stage="transcribe",

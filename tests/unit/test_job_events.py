@@ -6,13 +6,12 @@ of jobs not yet recorded change nothing; one bad record never stops the batch.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
 
 from services.core import aws
-from services.core.errors import NotFound, PermanentError, StateConflict, TransientError
+from services.core.errors import NotFound, PermanentError, TransientError
 from services.core.queues import NotifyRequest, SubmitRequest
 from services.core.recordings import Recording, State
 from services.core.settings import JobEventsSettings, settings_from
@@ -21,65 +20,12 @@ from services.core.speech.provider import JobStatus
 from services.core.transcription_jobs import JobDeps
 from services.submitter.handler import handle_job_events
 from services.submitter.job_events import handle_job_event
-from tests.support.fakes import MemoryQueue, MemoryRecordings
+from tests.support.fakes import MemoryQueue, MemoryRecordings, MemorySlots
 
 STACK = "zoom-insights"
 UUID = "//ajXp112QmuoKj4854875=="
 OTHER_UUID = "4444AAAiAAAAAiAiAiiAii=="
 QUEUE_URL = "http://queue/job-events"
-
-
-class Store(MemoryRecordings):
-    """The recordings store's reads and conditional writes, as `settle_job` uses them."""
-
-    def get(self, meeting_uuid: str) -> Recording | None:
-        return self.items.get(meeting_uuid)
-
-    def transition(
-        self,
-        meeting_uuid: str,
-        expected: State | Iterable[State],
-        new: State,
-        *,
-        updates: Mapping[str, Any] | None = None,
-        only_if: Mapping[str, str] | None = None,
-    ) -> Recording:
-        states = (expected,) if isinstance(expected, State) else tuple(expected)
-        item = self.items.get(meeting_uuid)
-        if (
-            item is None
-            or item.state not in states
-            or any(getattr(item, field) != value for field, value in (only_if or {}).items())
-        ):
-            raise StateConflict(
-                meeting_uuid, tuple(s.value for s in states), item.state.value if item else None
-            )
-        self.items[meeting_uuid] = item.model_copy(update={**(updates or {}), "state": new})
-        self.writes += 1
-        return self.items[meeting_uuid]
-
-    def fail(
-        self,
-        meeting_uuid: str,
-        expected: State | Iterable[State],
-        *,
-        stage: str,
-        reason: str,
-        only_if: Mapping[str, str] | None = None,
-    ) -> Recording:
-        updates = {"failed_stage": stage, "failure_reason": reason}
-        return self.transition(
-            meeting_uuid, expected, State.FAILED, updates=updates, only_if=only_if
-        )
-
-
-class Slots:
-    def __init__(self) -> None:
-        self.released: list[str] = []
-
-    def release_job(self, job_id: str) -> bool:
-        self.released.append(job_id)
-        return True
 
 
 class Speech:
@@ -109,8 +55,8 @@ class Pump:
 
 class Rig:
     def __init__(self) -> None:
-        self.store = Store()
-        self.slots = Slots()
+        self.store = MemoryRecordings()
+        self.slots = MemorySlots()
         self.speech = Speech()
         self.submit_queue = MemoryQueue()
         self.notify_queue = MemoryQueue()

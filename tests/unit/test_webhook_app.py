@@ -36,7 +36,7 @@ from services.webhook.app import (
 )
 from services.webhook.insights_page import InsightsPageDeps
 from services.webhook.zoom_signature import url_validation_token, zoom_signature
-from tests.support.fakes import MemoryQueue, MemoryRecordings, StaticSecrets
+from tests.support.fakes import MemoryQueue, MemoryRecordings, MemorySlots, StaticSecrets
 from tests.support.insights_samples import rich_document
 from tests.support.settings import WEBHOOK_ENV
 from tests.support.zoom_events import recording_completed
@@ -57,20 +57,6 @@ CALLBACK_SECRET = (
     + ".fixed-random-part-for-the-unit-tier"
 )
 SEEDED = 2  # items the harness starts with
-
-
-class Recordings(MemoryRecordings):
-    def get(self, meeting_uuid: str) -> Recording | None:
-        return self.items.get(meeting_uuid)
-
-
-class Slots:
-    def __init__(self) -> None:
-        self.released: list[str] = []
-
-    def release_job(self, job_id: str) -> bool:
-        self.released.append(job_id)
-        return True
 
 
 class Speech:
@@ -115,7 +101,7 @@ class Secrets(StaticSecrets):
 
 class Harness:
     def __init__(self) -> None:
-        self.store = Recordings()
+        self.store = MemoryRecordings()
         self.store.items[PAGE_UUID] = Recording(
             meeting_uuid=PAGE_UUID,
             meeting_id="1",
@@ -135,7 +121,7 @@ class Harness:
         )
         self.queue = MemoryQueue()
         self.notify_queue = MemoryQueue()
-        self.slots = Slots()
+        self.slots = MemorySlots()
         self.speech = Speech()
         self.settings = settings_from(
             WebhookSettings, {**WEBHOOK_ENV, "ZOOM_WEBHOOK_SECRET_ARN": SECRET_ARN}
