@@ -20,30 +20,15 @@ from services.core import aws
 from services.core.recordings import RecordingStore, State
 from services.core.speech.segment_map import load_segment_map, speaker_events
 from tests.support.pipeline import (
+    NAMES,
+    assert_notes_follow_the_script,
     deliver,
     dlq_depths,
     email_html,
+    meetings,
     stored_json,
-    synthetic_meeting,
     wait_terminal,
 )
-
-NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
-
-
-def meetings(stack: LocalStack, count: int, seed: int, label: str) -> list[SyntheticMeeting]:
-    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    return [
-        synthetic_meeting(
-            stack,
-            speakers=NAMES,
-            duration_s=40,
-            seed=seed + i,
-            topic=f"{label} #{i + 1:02d}",
-            start_time=start + timedelta(hours=i),
-        )
-        for i in range(count)
-    ]
 
 
 @pytest.fixture
@@ -86,23 +71,11 @@ def test_provider_symbl_one_compact_meeting_end_to_end(local_stack: LocalStack) 
     ratio = billed_ratio(stack, meeting, record.conversation_id)
     print(f"compact: billed {ratio:.2f} x the meeting")
     assert ratio <= 1.0
-    # The fake recognised the words from the compact audio alone; the email's transcript gives
-    # each line to the speaker who said it, at the time it was said in the meeting.
     insights = stored_json(stack, record.insights_key)
-    transcript = insights["transcript"]
-    assert len(transcript) >= len(meeting.lines) * 0.9
-    for utterance in transcript:
-        said = [line for line in meeting.lines if line.text == utterance["text"]]
-        line = min(said, key=lambda line: abs(line.start - utterance["start_seconds"]))
-        assert utterance["speaker"] == line.speaker, utterance
-        assert abs(utterance["start_seconds"] - line.start) < 0.3, (utterance, line)
+    assert_notes_follow_the_script(meeting, insights)
     # The summary was written after the speakers arrived, so it names them.
     summary = " ".join(insights["summary"])
     assert all(f"{name}:" in summary for name in NAMES), summary
-    talk = {s["name"]: s["talk_seconds"] for s in insights["speakers"]}
-    for name in NAMES:
-        scripted = sum(line.end - line.start for line in meeting.lines if line.speaker == name)
-        assert abs(talk[name] - scripted) < 0.1 * scripted + 0.5, (name, talk[name], scripted)
     [email] = [m for m in stack.sent_emails() if meeting.topic in str(m)]
     content = email_html(email)
     for name in NAMES:

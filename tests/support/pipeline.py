@@ -6,7 +6,7 @@ import email as email_parser
 import json
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 from typing import Any
 
@@ -70,6 +70,42 @@ def email_html(email: dict[str, Any]) -> str:
     html_part = message.get_body(preferencelist=("html",))
     assert html_part is not None
     return str(html_part.get_content())
+
+
+NAMES = ["Ana Ruiz-Soto", "Bo Chen", "Zoë Ødegård"]
+
+
+def meetings(stack: LocalStack, count: int, seed: int, label: str) -> list[SyntheticMeeting]:
+    """`count` 40-second meetings of NAMES, an hour apart, topics `<label> #01`..."""
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    return [
+        synthetic_meeting(
+            stack,
+            speakers=NAMES,
+            duration_s=40,
+            seed=seed + i,
+            topic=f"{label} #{i + 1:02d}",
+            start_time=start + timedelta(hours=i),
+        )
+        for i in range(count)
+    ]
+
+
+def assert_notes_follow_the_script(meeting: SyntheticMeeting, insights: dict[str, Any]) -> None:
+    """The provider recognised the words from the compact audio alone; the stored transcript
+    gives each line to the speaker who said it, at the time it was said in the meeting, and the
+    talk time is each speaker's scripted speech."""
+    transcript = insights["transcript"]
+    assert len(transcript) >= len(meeting.lines) * 0.9
+    for utterance in transcript:
+        said = [line for line in meeting.lines if line.text == utterance["text"]]
+        line = min(said, key=lambda line: abs(line.start - utterance["start_seconds"]))
+        assert utterance["speaker"] == line.speaker, utterance
+        assert abs(utterance["start_seconds"] - line.start) < 0.3, (utterance, line)
+    talk = {s["name"]: s["talk_seconds"] for s in insights["speakers"]}
+    for name in {p.name for p in meeting.participants}:
+        scripted = sum(line.end - line.start for line in meeting.lines if line.speaker == name)
+        assert abs(talk[name] - scripted) < 0.1 * scripted + 0.5, (name, talk[name], scripted)
 
 
 def deliver(stack: LocalStack, meeting: SyntheticMeeting, *, times: int = 1) -> None:
