@@ -25,6 +25,9 @@ from services.core.settings import CoreSettings
 
 STATE_INDEX = "by-state"
 JOB_INDEX = "by-job"
+# The stage a speech provider's job belongs to: its `attempts` counter (jobs recorded since the
+# last replay) and the `failed_stage` that sends a replay back to submission.
+TRANSCRIBE_STAGE = "transcribe"
 TTL_ATTRIBUTE = "expires_at"
 
 

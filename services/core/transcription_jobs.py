@@ -17,12 +17,10 @@ from services.core.intake import MessageSender
 from services.core.observability import logger, record_metric
 from services.core.pump import PumpNudger
 from services.core.queues import NotifyRequest, SubmitRequest
-from services.core.recordings import Recording, RecordingStore, State
+from services.core.recordings import TRANSCRIBE_STAGE, Recording, RecordingStore, State
 from services.core.s3_stream import meeting_from_key, meeting_key
 from services.core.slots import SlotPool
 from services.core.speech.provider import PROVIDER_LABELS, JobStatus, SpeechAnalytics
-
-STAGE = "transcribe"
 
 
 def new_callback_secret(meeting_uuid: str) -> str:
@@ -111,7 +109,7 @@ def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
     job_id = recording.job_id
     if job_id is None:
         return "no job"
-    attempts = recording.attempts.get(STAGE, 0)
+    attempts = recording.attempts.get(TRANSCRIBE_STAGE, 0)
     try:
         if attempts < deps.job_attempts:
             deps.store.transition(
@@ -131,7 +129,7 @@ def fail_attempt(recording: Recording, reason: str, deps: JobDeps) -> str:
             deps.store.fail(
                 recording.meeting_uuid,
                 State.SUBMITTED,
-                stage=STAGE,
+                stage=TRANSCRIBE_STAGE,
                 reason=f"transcription failed {attempts} times; last: {reason}",
                 only_if={"job_id": job_id},
             )

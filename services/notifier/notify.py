@@ -68,15 +68,12 @@ from services.core.intake import MessageSender
 from services.core.links import make_page_token
 from services.core.observability import MetricUnit, logger, mask_email, record_metric
 from services.core.queues import NotifyRequest
-from services.core.recordings import Recording, RecordingStore, State, iso, utcnow
+from services.core.recordings import TRANSCRIBE_STAGE, Recording, RecordingStore, State, iso, utcnow
 from services.core.settings import NotifierSettings
 from services.core.speech.provider import Insights, InsightsRequest, SpeechAnalytics, Wait
 from services.core.speech.segment_map import SegmentMap, load_segment_map
 
 STAGE = "notify"
-# A provider's job is the transcribe stage (services/core/transcription_jobs.py STAGE): a meeting
-# failed there is submitted again by a replay.
-TRANSCRIBE_STAGE = "transcribe"
 EMAIL_IN_DOUBT = "unknown (sent before a crash)"
 SEND_SETTLE_SECONDS = 120
 FAILURE_NOTICES = "failure_notices"  # attempts counter: operator notices published

@@ -39,7 +39,7 @@ from services.core.queues import (
     StageMessage,
     SubmitRequest,
 )
-from services.core.recordings import Recording, RecordingStore, State
+from services.core.recordings import TRANSCRIBE_STAGE, Recording, RecordingStore, State
 from services.core.secrets import SecretCache
 from services.core.settings import CoreSettings, ZoomApiSettings, load_settings
 from services.core.slots import JOB_PREFIX, SlotPool, SlotsView
@@ -51,7 +51,7 @@ T = TypeVar("T")
 REPLAY: dict[str, tuple[State, type[StageMessage]]] = {
     "merge": (State.RECEIVED, MergeRequest),
     "submit": (State.MERGED, SubmitRequest),
-    "transcribe": (State.MERGED, SubmitRequest),
+    TRANSCRIBE_STAGE: (State.MERGED, SubmitRequest),
     "notify": (State.TRANSCRIBED, NotifyRequest),
 }
 

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from services.core.errors import InsightsError, PermanentError, StateConflict, TransientError
 from services.core.observability import MetricUnit, logger, record_metric
 from services.core.queues import SubmitRequest, parse_message
-from services.core.recordings import Recording, RecordingStore, State, iso, utcnow
+from services.core.recordings import TRANSCRIBE_STAGE, Recording, RecordingStore, State, iso, utcnow
 from services.core.settings import SubmitterSettings
 from services.core.slots import SlotPool
 from services.core.speech.provider import (
@@ -42,7 +42,6 @@ from services.core.transcription_jobs import (
 )
 
 STAGE = "submit"
-TRANSCRIBE_STAGE = "transcribe"
 # A request we cannot act on yet (its meeting still merging) comes back after this; a failed
 # submission after this, doubling with each attempt.
 RETRY_VISIBILITY_SECONDS = 30

@@ -29,11 +29,10 @@ from services.core.intake import MessageSender
 from services.core.observability import logger, record_metric
 from services.core.pump import PumpNudger
 from services.core.queues import MergeRequest, NotifyRequest, StageMessage, SubmitRequest
-from services.core.recordings import Recording, RecordingStore, State
+from services.core.recordings import TRANSCRIBE_STAGE, Recording, RecordingStore, State
 from services.core.settings import ReconcilerSettings
 from services.core.slots import Lease, SlotPool
 from services.core.speech.provider import PROVIDER_LABELS, SpeechAnalytics
-from services.core.transcription_jobs import STAGE as TRANSCRIBE_STAGE
 from services.core.transcription_jobs import JobDeps, fail_attempt, settle_job
 
 SUBMIT_STAGE = "submit"
