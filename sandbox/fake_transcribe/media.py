@@ -13,9 +13,7 @@ Decisions where the reference is silent:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sandbox.fake_symbl.recogniser import _FFPROBE
+from sandbox.fake_symbl.recogniser import probe_audio
 from sandbox.fake_transcribe.model import (
     FILE_TOO_LARGE,
     INVALID_SAMPLE_RATE,
@@ -100,49 +98,6 @@ def fetch(s3: Any, bucket: str, key: str, directory: Path) -> Path:
         body.close()
 
 
-@dataclass(frozen=True)
-class _Probe:
-    names: frozenset[str]  # ffprobe's container names, e.g. {"mov", "mp4", "m4a", ...}
-    sample_rate: int  # of the first audio stream
-    channels: int
-    duration: float
-
-
-def _probe(path: Path) -> _Probe:
-    """One ffprobe for container, rate, channels and duration (each ffprobe costs 0.1-0.2 s,
-    so this does not call `probe_audio` and then ffprobe again); ValueError: no audio stream
-    with a known duration, as `probe_audio` says."""
-    completed = subprocess.run(
-        [
-            *_FFPROBE,
-            "stream=codec_type,channels,sample_rate:format=duration,format_name",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise ValueError("ffprobe could not read the file")
-    probe = json.loads(completed.stdout or "{}")
-    streams = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
-    form = probe.get("format", {})
-    try:
-        duration = float(form.get("duration", "nan"))
-    except ValueError:
-        duration = math.nan
-    if not streams or not duration > 0:
-        raise ValueError("no audio stream with a known duration")
-    rate = str(streams[0].get("sample_rate", ""))
-    return _Probe(
-        names=frozenset(str(form.get("format_name", "")).split(",")) - {""},
-        sample_rate=int(rate) if rate.isdigit() else 0,
-        channels=int(streams[0].get("channels", 1)),
-        duration=duration,
-    )
-
-
 def _media_format(names: frozenset[str]) -> str | None:
     return next((fmt for fmt, family in _CONTAINERS.items() if family & names), None)
 
@@ -151,10 +106,10 @@ def inspect(path: Path, media_format: str | None, sample_rate: int | None) -> Me
     """The file's format, rate, channels and duration, held to the limits; MediaFailure names
     the FailureReason of the first rule it breaks."""
     try:
-        audio = _probe(path)
+        audio = probe_audio(path)
     except (ValueError, subprocess.TimeoutExpired) as exc:
         raise MediaFailure(UNSUPPORTED_MEDIA_FORMAT) from exc
-    names, detected_rate = audio.names, audio.sample_rate
+    names, detected_rate = audio.formats, audio.sample_rate
     detected = _media_format(names)
     if detected is None:
         raise MediaFailure(UNSUPPORTED_MEDIA_FORMAT)
