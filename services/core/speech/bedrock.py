@@ -139,13 +139,10 @@ _END_MARKER: Final = "</transcript>"
 
 _TRANSIENT_CODES: Final = frozenset(
     {
-        "ThrottlingException",
-        "ModelNotReadyException",
-        "ServiceUnavailableException",
         "InternalServerException",
         "ModelTimeoutException",
-        # Not in the brief's list, but of the same kind: the model failed while processing (424)
-        # or an account quota was hit for now; a later delivery may succeed.
+        # The model failed while processing (424), or an account quota was hit for now: a later
+        # delivery may succeed.
         "ModelErrorException",
         "ServiceQuotaExceededException",
     }
