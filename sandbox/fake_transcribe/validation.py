@@ -2,11 +2,12 @@
 before a job exists (reference §1; botocore's model for lengths and patterns). What needs the
 media (format, sample rate, channels, duration) fails the job later instead.
 
-Decisions where the reference is silent or the brief chose:
+Decisions where the reference is silent or leaves a choice:
 - Messages follow AWS's request-validation style ("1 validation error detected: ..."); their
   exact wording is ASSUMED.
 - LanguageCode / IdentifyLanguage / IdentifyMultipleLanguages: the API reference says a request
-  with more (or none) "fails"; the fake refuses it with BadRequestException (the brief's choice).
+  with more (or none) "fails"; the fake refuses it at once with BadRequestException (chosen: a
+  refusal the caller sees at Start, rather than a job that fails later).
 - Media.MediaFileUri must be `s3://bucket/key`; http(s) and pre-signed URLs are refused (§1:
   UNCONFIRMED, assumed unsupported).
 - OutputKey without OutputBucketName is refused (ASSUMED: the key names a place in a bucket).
